@@ -1,0 +1,122 @@
+"""Every metric the bridge exports, declared once (names are a contract: shared/DESIGN.md).
+
+Each `Metrics` owns its registry, so two bridges in one process (tests, the demo) never share
+counters. Label values are bounded: targets, endpoint templates, status codes, enum reasons.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import (
+    gc_collector,
+    platform_collector,
+    process_collector,
+)
+
+from bridge import __version__
+
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600)
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    """The bridge's Prometheus metrics and the registry that exposes them."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        process_collector.ProcessCollector(registry=r)
+        platform_collector.PlatformCollector(registry=r)
+        gc_collector.GCCollector(registry=r)
+
+        self.events_received = Counter(
+            "bridge_events_received_total",
+            "Events taken from Panther into the outbox, by kind (alert, status_change).",
+            ["kind"],
+            registry=r,
+        )
+        self.events_sent = Counter(
+            "bridge_events_sent_total",
+            "Events BigPanda accepted, by the BigPanda alert status sent.",
+            ["status"],
+            registry=r,
+        )
+        self.events_dead_lettered = Counter(
+            "bridge_events_dead_lettered_total",
+            "Events moved to the dead-letter table, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "bridge_http_requests_total",
+            "HTTP requests made, by target API, endpoint template and status code (0: no response).",
+            ["target", "endpoint", "code"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "bridge_http_request_duration_seconds",
+            "Duration of HTTP requests to Panther and BigPanda.",
+            ["target", "endpoint"],
+            buckets=HTTP_BUCKETS,
+            registry=r,
+        )
+        self.retries = Counter(
+            "bridge_retries_total",
+            "Requests that failed and will be tried again, by target and reason.",
+            ["target", "reason"],
+            registry=r,
+        )
+        self.outbox_events = Gauge(
+            "bridge_outbox_events",
+            "Events waiting in the outbox (not yet accepted by BigPanda).",
+            registry=r,
+        )
+        self.dead_letter_events = Gauge(
+            "bridge_dead_letter_events",
+            "Events currently in the dead-letter table.",
+            registry=r,
+        )
+        self.jobs_in_flight = Gauge(
+            "bridge_jobs_in_flight",
+            "BigPanda asynchronous jobs (202 Accepted) not yet done or failed.",
+            registry=r,
+        )
+        self.jobs = Counter(
+            "bridge_jobs_total",
+            "BigPanda asynchronous jobs finished, by result (done, failed, timeout).",
+            ["result"],
+            registry=r,
+        )
+        self.watermark = Gauge(
+            "bridge_watermark_timestamp_seconds",
+            "Creation time of the newest Panther alert durably recorded.",
+            registry=r,
+        )
+        self.last_successful_poll = Gauge(
+            "bridge_last_successful_poll_timestamp_seconds",
+            "When the last Panther poll completed without error.",
+            registry=r,
+        )
+        self.delivery_latency = Histogram(
+            "bridge_delivery_latency_seconds",
+            "From the event's time (alert createdAt or status observation) to BigPanda acceptance.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "bridge_build_info",
+            "Always 1; the version label says which bridge runs.",
+            ["version"],
+            registry=r,
+        )
+        self.build_info.labels(version=__version__).set(1)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of everything in this registry."""
+        return generate_latest(self.registry)
