@@ -1,0 +1,578 @@
+"""The durable state between the two APIs: one SQLite file in WAL mode.
+
+It holds the poll watermark, every event ever recorded (its dedup key forever, its frozen payload
+until delivered and pruned), the Panther alerts being tracked for status changes, BigPanda jobs and
+dead letters. Everything that must not be lost or repeated is decided by a transaction here:
+a page's events and the watermark that passes them are written in the same commit, so a crash can
+only ever replay a page, never skip one, and replays are absorbed by the dedup keys.
+
+Calls are synchronous: each is one short transaction (well under a millisecond in WAL mode with
+synchronous=NORMAL), cheaper than handing it to a thread. synchronous=NORMAL keeps every commit
+across a process crash (SIGKILL); only a power loss can drop the last commits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bridge.errors import StateError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id              INTEGER PRIMARY KEY,
+    dedup_key       TEXT NOT NULL UNIQUE,
+    alert_id        TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    bp_status       TEXT NOT NULL,
+    app_key         TEXT NOT NULL,
+    payload         BLOB,
+    event_time      REAL NOT NULL,
+    recorded_at     REAL NOT NULL,
+    state           TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    first_failed_at REAL,
+    last_error      TEXT,
+    job_id          INTEGER,
+    done_at         REAL
+);
+CREATE INDEX IF NOT EXISTS events_due ON events (state, next_attempt_at, id);
+CREATE INDEX IF NOT EXISTS events_job ON events (job_id) WHERE job_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS tracked (
+    alert_id      TEXT PRIMARY KEY,
+    created_at    REAL NOT NULL,
+    status        TEXT NOT NULL,
+    transitions   INTEGER NOT NULL DEFAULT 0,
+    alert         BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tracked_created ON tracked (created_at);
+CREATE TABLE IF NOT EXISTS jobs (
+    id         INTEGER PRIMARY KEY,
+    url        TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    deadline   REAL NOT NULL,
+    polls      INTEGER NOT NULL DEFAULT 0,
+    last_status TEXT
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id            INTEGER PRIMARY KEY,
+    dedup_key     TEXT NOT NULL,
+    alert_id      TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    app_key       TEXT NOT NULL,
+    payload       BLOB,
+    original      BLOB,
+    reason        TEXT NOT NULL,
+    detail        TEXT NOT NULL DEFAULT '',
+    event_time    REAL NOT NULL,
+    dead_at       REAL NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+PENDING = "pending"
+IN_JOB = "job"
+SENT = "sent"
+DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to record: its dedup key decides whether it is new."""
+
+    dedup_key: str
+    alert_id: str
+    kind: str
+    bp_status: str
+    app_key: str
+    payload: bytes
+    event_time: float
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Something that could not become an event (malformed alert, ...): straight to dead letters."""
+
+    dedup_key: str
+    alert_id: str
+    kind: str
+    reason: str
+    detail: str
+    original: bytes
+    event_time: float
+    app_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedAlert:
+    """A forwarded, non-terminal Panther alert whose status changes the bridge still follows."""
+
+    alert_id: str
+    created_at: float
+    status: str
+    transitions: int
+    alert: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """An event due for delivery, with the frozen payload that is sent byte-identical every time."""
+
+    id: int
+    alert_id: str
+    kind: str
+    bp_status: str
+    app_key: str
+    payload: bytes
+    event_time: float
+    attempts: int
+    first_failed_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    url: str
+    created_at: float
+    deadline: float
+    polls: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: int
+    dedup_key: str
+    alert_id: str
+    kind: str
+    app_key: str
+    payload: bytes | None
+    original: bytes | None
+    reason: str
+    detail: str
+    event_time: float
+    dead_at: float
+    attempts: int
+
+
+class Outbox:
+    """The bridge's state file. Open with `Outbox.open(path)`; one writer process at a time."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, lock_fd: int | None) -> None:
+        self._conn = conn
+        self.path = path
+        self._lock_fd = lock_fd
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, exclusive: bool = True) -> Outbox:
+        """Open (creating if needed) the state at `path`.
+
+        `exclusive` takes an advisory lock next to the file so that two bridges (say `run` and a
+        `backfill`) never write the same state: the second one is refused with a clear message.
+        """
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(
+                f"state.path {path}: cannot create directory {path.parent}: {exc.strerror}; "
+                "set state.path to a writable location"
+            ) from exc
+        lock_fd = _lock(path) if exclusive else None
+        try:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.executescript(_SCHEMA)
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        except sqlite3.Error as exc:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise StateError(
+                f"state.path {path}: cannot open the state database: {exc}; "
+                "check the file is a bridge state file and the disk is writable"
+            ) from exc
+        return cls(conn, path, lock_fd)
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        else:
+            self._conn.execute("COMMIT")
+
+    # -- meta: watermark and friends ---------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def watermark(self) -> float | None:
+        """Epoch seconds (float) of the newest alert `createdAt` durably recorded, or None."""
+        value = self.get_meta("watermark")
+        return float(value) if value is not None else None
+
+    # -- intake ------------------------------------------------------------------------------
+
+    def record(
+        self,
+        events: Sequence[NewEvent],
+        *,
+        watermark: float | None = None,
+        rejected: Sequence[Rejected] = (),
+        track: Sequence[TrackedAlert] = (),
+        untrack: Sequence[str] = (),
+        now: float | None = None,
+    ) -> list[NewEvent]:
+        """Store a page's outcome in ONE transaction; return the events that were new.
+
+        The watermark only ever moves forward, and only together with the events it passes.
+        """
+        now = time.time() if now is None else now
+        fresh: list[NewEvent] = []
+        with self._tx() as conn:
+            for ev in events:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO events (dedup_key, alert_id, kind, bp_status, app_key,"
+                    " payload, event_time, recorded_at, state, next_attempt_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        ev.dedup_key,
+                        ev.alert_id,
+                        ev.kind,
+                        ev.bp_status,
+                        ev.app_key,
+                        ev.payload,
+                        ev.event_time,
+                        now,
+                        PENDING,
+                        0.0,
+                    ),
+                )
+                if cur.rowcount:
+                    fresh.append(ev)
+            for rej in rejected:
+                # The dedup key is claimed too, so a bad alert is dead-lettered once, not per poll.
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO events (dedup_key, alert_id, kind, bp_status, app_key,"
+                    " payload, event_time, recorded_at, state, done_at)"
+                    " VALUES (?, ?, ?, '', ?, NULL, ?, ?, ?, ?)",
+                    (rej.dedup_key, rej.alert_id, rej.kind, rej.app_key, rej.event_time, now,
+                     DEAD, now),
+                )
+                if cur.rowcount:
+                    conn.execute(
+                        "INSERT INTO dead_letters (dedup_key, alert_id, kind, app_key, payload,"
+                        " original, reason, detail, event_time, dead_at)"
+                        " VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
+                        (rej.dedup_key, rej.alert_id, rej.kind, rej.app_key, rej.original,
+                         rej.reason, rej.detail, rej.event_time, now),
+                    )
+            for t in track:
+                conn.execute(
+                    "INSERT INTO tracked (alert_id, created_at, status, transitions, alert)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (alert_id) DO UPDATE SET"
+                    " status = excluded.status, transitions = excluded.transitions,"
+                    " alert = excluded.alert",
+                    (t.alert_id, t.created_at, t.status, t.transitions, t.alert),
+                )
+            for alert_id in untrack:
+                conn.execute("DELETE FROM tracked WHERE alert_id = ?", (alert_id,))
+            if watermark is not None:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('watermark', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+                    " WHERE CAST(meta.value AS REAL) < CAST(excluded.value AS REAL)",
+                    (repr(float(watermark)),),
+                )
+        return fresh
+
+    def known(self, dedup_keys: Iterable[str]) -> set[str]:
+        """Which of these dedup keys are already recorded (so a poll can skip normalizing them)."""
+        keys = list(dedup_keys)
+        found: set[str] = set()
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT dedup_key FROM events WHERE dedup_key IN ({marks})", chunk
+            )
+            found.update(r[0] for r in rows)
+        return found
+
+    # -- tracked alerts (status sync) --------------------------------------------------------
+
+    def tracked(self, *, created_after: float | None = None) -> list[TrackedAlert]:
+        sql = "SELECT alert_id, created_at, status, transitions, alert FROM tracked"
+        args: tuple = ()
+        if created_after is not None:
+            sql += " WHERE created_at >= ?"
+            args = (created_after,)
+        return [TrackedAlert(*row) for row in self._conn.execute(sql + " ORDER BY created_at", args)]
+
+    def expire_tracked(self, older_than: float) -> int:
+        with self._tx() as conn:
+            return conn.execute("DELETE FROM tracked WHERE created_at < ?", (older_than,)).rowcount
+
+    def tracked_count(self) -> int:
+        return self._conn.execute("SELECT count(*) FROM tracked").fetchone()[0]
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    def due(self, limit: int, *, now: float, exclude: Iterable[int] = ()) -> list[PendingEvent]:
+        """Pending events whose next attempt is due, oldest first, minus those already in flight."""
+        excluded = set(exclude)
+        rows = self._conn.execute(
+            "SELECT id, alert_id, kind, bp_status, app_key, payload, event_time, attempts,"
+            " first_failed_at FROM events WHERE state = ? AND next_attempt_at <= ?"
+            " ORDER BY id LIMIT ?",
+            (PENDING, now, limit + len(excluded)),
+        ).fetchall()
+        out = [PendingEvent(*row) for row in rows if row[0] not in excluded]
+        return out[:limit]
+
+    def next_due_at(self) -> float | None:
+        row = self._conn.execute(
+            "SELECT min(next_attempt_at) FROM events WHERE state = ?", (PENDING,)
+        ).fetchone()
+        return row[0]
+
+    def mark_sent(self, ids: Sequence[int], *, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._tx() as conn:
+            conn.executemany(
+                "UPDATE events SET state = ?, done_at = ?, job_id = NULL, last_error = NULL"
+                " WHERE id = ? AND state IN (?, ?)",
+                [(SENT, now, i, PENDING, IN_JOB) for i in ids],
+            )
+
+    def mark_retry(
+        self, ids: Sequence[int], *, next_attempt_at: float, error: str, now: float | None = None,
+        count_attempt: bool = True,
+    ) -> None:
+        now = time.time() if now is None else now
+        with self._tx() as conn:
+            conn.executemany(
+                "UPDATE events SET attempts = attempts + ?, next_attempt_at = ?, last_error = ?,"
+                " first_failed_at = coalesce(first_failed_at, ?), state = ?, job_id = NULL"
+                " WHERE id = ? AND state IN (?, ?)",
+                [
+                    (int(count_attempt), next_attempt_at, error[:2000], now, PENDING, i,
+                     PENDING, IN_JOB)
+                    for i in ids
+                ],
+            )
+
+    def dead_letter(
+        self, ids: Sequence[int], *, reason: str, detail: str, now: float | None = None
+    ) -> int:
+        """Move events to the dead-letter table with why; returns how many moved."""
+        now = time.time() if now is None else now
+        moved = 0
+        with self._tx() as conn:
+            for i in ids:
+                row = conn.execute(
+                    "SELECT dedup_key, alert_id, kind, app_key, payload, event_time, attempts"
+                    " FROM events WHERE id = ? AND state IN (?, ?)",
+                    (i, PENDING, IN_JOB),
+                ).fetchone()
+                if row is None:
+                    continue
+                conn.execute(
+                    "INSERT INTO dead_letters (dedup_key, alert_id, kind, app_key, payload,"
+                    " original, reason, detail, event_time, dead_at, attempts)"
+                    " VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
+                    (*row[:5], reason, detail[:8000], row[5], now, row[6]),
+                )
+                conn.execute(
+                    "UPDATE events SET state = ?, done_at = ?, payload = NULL, job_id = NULL"
+                    " WHERE id = ?",
+                    (DEAD, now, i),
+                )
+                moved += 1
+        return moved
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def add_job(self, url: str, ids: Sequence[int], *, deadline: float, now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        with self._tx() as conn:
+            job_id = conn.execute(
+                "INSERT INTO jobs (url, created_at, deadline) VALUES (?, ?, ?)", (url, now, deadline)
+            ).lastrowid
+            conn.executemany(
+                "UPDATE events SET state = ?, job_id = ? WHERE id = ? AND state = ?",
+                [(IN_JOB, job_id, i, PENDING) for i in ids],
+            )
+        return int(job_id)
+
+    def jobs(self) -> list[Job]:
+        rows = self._conn.execute("SELECT id, url, created_at, deadline, polls FROM jobs ORDER BY id")
+        return [Job(*r) for r in rows]
+
+    def job_events(self, job_id: int) -> list[tuple[int, str, float]]:
+        """(event id, BigPanda status, event time) of the events a job carries."""
+        return self._conn.execute(
+            "SELECT id, bp_status, event_time FROM events WHERE job_id = ?", (job_id,)
+        ).fetchall()
+
+    def note_job_poll(self, job_id: int, status: str) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE jobs SET polls = polls + 1, last_status = ? WHERE id = ?", (status, job_id)
+            )
+
+    def finish_job(self, job_id: int, *, done: bool, error: str = "", retry_at: float = 0.0,
+                   now: float | None = None) -> list[int]:
+        """Close a job: its events are delivered (`done`) or back in the outbox. Returns event ids."""
+        now = time.time() if now is None else now
+        with self._tx() as conn:
+            ids = [r[0] for r in conn.execute("SELECT id FROM events WHERE job_id = ?", (job_id,))]
+            if done:
+                conn.execute(
+                    "UPDATE events SET state = ?, done_at = ?, job_id = NULL WHERE job_id = ?",
+                    (SENT, now, job_id),
+                )
+            else:
+                conn.execute(
+                    "UPDATE events SET state = ?, job_id = NULL, attempts = attempts + 1,"
+                    " next_attempt_at = ?, last_error = ?, first_failed_at ="
+                    " coalesce(first_failed_at, ?) WHERE job_id = ?",
+                    (PENDING, retry_at, error[:2000], now, job_id),
+                )
+            conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        return ids
+
+    # -- dead letters ------------------------------------------------------------------------
+
+    def dead_letters(self, *, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
+        rows = self._conn.execute(
+            "SELECT id, dedup_key, alert_id, kind, app_key, payload, original, reason, detail,"
+            " event_time, dead_at, attempts FROM dead_letters ORDER BY id LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        return [DeadLetter(*r) for r in rows]
+
+    def dead_letter_by_id(self, dl_id: int) -> DeadLetter | None:
+        row = self._conn.execute(
+            "SELECT id, dedup_key, alert_id, kind, app_key, payload, original, reason, detail,"
+            " event_time, dead_at, attempts FROM dead_letters WHERE id = ?",
+            (dl_id,),
+        ).fetchone()
+        return DeadLetter(*row) if row else None
+
+    def replay_dead_letters(self, ids: Sequence[int] | None) -> tuple[list[int], list[str]]:
+        """Put dead letters back in the outbox unchanged (same payload, same timestamp).
+
+        Returns (replayed ids, problems). A dead letter without a payload (an alert that never
+        became one) cannot be replayed: it is named in the problems and left where it is.
+        """
+        replayed: list[int] = []
+        problems: list[str] = []
+        with self._tx() as conn:
+            if ids is None:
+                ids = [r[0] for r in conn.execute("SELECT id FROM dead_letters ORDER BY id")]
+            for dl_id in ids:
+                row = conn.execute(
+                    "SELECT dedup_key, payload FROM dead_letters WHERE id = ?", (dl_id,)
+                ).fetchone()
+                if row is None:
+                    problems.append(f"dead letter {dl_id}: no such dead letter")
+                    continue
+                dedup_key, payload = row
+                if payload is None:
+                    problems.append(
+                        f"dead letter {dl_id}: no payload to replay (the alert itself was"
+                        " invalid); fix the mapping and run a backfill instead"
+                    )
+                    continue
+                conn.execute(
+                    "UPDATE events SET state = ?, payload = ?, attempts = 0, next_attempt_at = 0,"
+                    " first_failed_at = NULL, last_error = NULL, done_at = NULL"
+                    " WHERE dedup_key = ?",
+                    (PENDING, payload, dedup_key),
+                )
+                conn.execute("DELETE FROM dead_letters WHERE id = ?", (dl_id,))
+                replayed.append(dl_id)
+        return replayed, problems
+
+    def purge_dead_letters(self, *, older_than: float | None = None) -> int:
+        with self._tx() as conn:
+            if older_than is None:
+                return conn.execute("DELETE FROM dead_letters").rowcount
+            return conn.execute(
+                "DELETE FROM dead_letters WHERE dead_at < ?", (older_than,)
+            ).rowcount
+
+    # -- housekeeping and gauges ---------------------------------------------------------------
+
+    def prune(self, *, delivered_before: float) -> int:
+        """Drop the payloads of events delivered long ago; their dedup keys stay (no resend)."""
+        with self._tx() as conn:
+            return conn.execute(
+                "UPDATE events SET payload = NULL WHERE state = ? AND done_at < ?"
+                " AND payload IS NOT NULL",
+                (SENT, delivered_before),
+            ).rowcount
+
+    def counts(self) -> dict[str, int]:
+        """Events by state, plus dead letters and jobs: what the gauges and `once` report."""
+        out = {PENDING: 0, IN_JOB: 0, SENT: 0, DEAD: 0}
+        for state, n in self._conn.execute("SELECT state, count(*) FROM events GROUP BY state"):
+            out[state] = n
+        out["dead_letters"] = self._conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+        out["jobs"] = self._conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
+        return out
+
+
+def _lock(path: Path) -> int:
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StateError(
+            f"state.path {path}: cannot create lock file {lock_path}: {exc.strerror}"
+        ) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        raise StateError(
+            f"state.path {path} is in use by another bridge process (lock {lock_path} is held);"
+            " stop it first (a backfill cannot run beside `bridge run` on the same state)"
+        ) from exc
+    return fd

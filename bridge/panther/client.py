@@ -1,0 +1,205 @@
+"""Reads alerts and detections from Panther's REST API (shared/api/PANTHER.md).
+
+Pages come back raw (`AlertPage.results` are dicts): validating alerts is the caller's business, so
+one malformed alert can be set aside without losing its page. What this module guarantees is the
+envelope: a JSON object whose `results` is a list of objects, or a `BadResponseError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from bridge.errors import BadResponseError
+from bridge.http import HttpTarget, Response, shorten
+from bridge.metrics import Metrics
+from bridge.panther.models import AlertPage
+from bridge.timeutil import format_rfc3339
+
+# `GET /alerts` refuses more than 50 per page (PANTHER.md: "limit (default 25, maximum 50)").
+MAX_ALERTS_PAGE = 50
+OBJECT_KINDS = frozenset({"rules", "scheduled-rules", "policies", "simple-rules", "queries"})
+
+
+class PantherClient:
+    """Panther's REST API with an `X-API-Key` token; every method is one request or one listing."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        api_url: str,
+        api_token: str,
+        timeout: float = 10.0,
+        page_size: int = 50,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._http = HttpTarget(
+            session,
+            target="panther",
+            base_url=api_url,
+            headers={"X-API-Key": api_token, "Accept": "application/json"},
+            timeout=timeout,
+            metrics=metrics,
+        )
+        self.page_size = page_size
+
+    async def list_alerts(
+        self,
+        *,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        alert_type: str = "ALERT",
+        statuses: Sequence[str] = (),
+        severities: Sequence[str] = (),
+        detection_ids: Sequence[str] = (),
+        log_types: Sequence[str] = (),
+        sort_dir: str = "asc",
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> AlertPage:
+        """One page of `GET /alerts`; pass `page.next` back as `cursor` for the following one."""
+        params: list[tuple[str, str]] = [("type", alert_type), ("sort-dir", sort_dir)]
+        # Panther's default window is the last 30 days: always say what we mean when we know it.
+        if created_after is not None:
+            params.append(("created-after", format_rfc3339(created_after)))
+        if created_before is not None:
+            params.append(("created-before", format_rfc3339(created_before)))
+        # Array parameters repeat the bare key (`status=OPEN&status=TRIAGED`), no `[]` on the wire.
+        for key, values in (
+            ("status", statuses),
+            ("severity", severities),
+            ("detection-id", detection_ids),
+            ("log-type", log_types),
+        ):
+            params.extend((key, value) for value in values)
+        params.append(("limit", str(max(1, min(limit or self.page_size, MAX_ALERTS_PAGE)))))
+        if cursor:
+            params.append(("cursor", cursor))
+        resp = await self._http.request("GET", "/alerts", endpoint="/alerts", params=params)
+        results, next_cursor = self._page(resp, "GET /alerts")
+        return AlertPage(results=results, next=next_cursor)
+
+    async def iter_alert_pages(
+        self,
+        *,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        alert_type: str = "ALERT",
+        statuses: Sequence[str] = (),
+        severities: Sequence[str] = (),
+        detection_ids: Sequence[str] = (),
+        log_types: Sequence[str] = (),
+        sort_dir: str = "asc",
+        limit: int | None = None,
+    ) -> AsyncIterator[AlertPage]:
+        """Every page of `GET /alerts` for these filters, following `next` until it ends.
+
+        A cursor Panther already handed out ends the listing with BadResponseError rather than
+        looping forever; the pages before it have been yielded.
+        """
+        seen: set[str] = set()
+        cursor: str | None = None
+        while True:
+            page = await self.list_alerts(
+                created_after=created_after,
+                created_before=created_before,
+                alert_type=alert_type,
+                statuses=statuses,
+                severities=severities,
+                detection_ids=detection_ids,
+                log_types=log_types,
+                sort_dir=sort_dir,
+                cursor=cursor,
+                limit=limit,
+            )
+            yield page
+            cursor = self._next_cursor(page.next, seen, "GET /alerts")
+            if cursor is None:
+                return
+
+    async def get_alert(self, alert_id: str) -> dict[str, Any] | None:
+        """`GET /alerts/{id}`: the raw alert, or None when Panther does not know it (404)."""
+        resp = await self._http.request(
+            "GET", f"/alerts/{quote(alert_id, safe='')}", endpoint="/alerts/{id}", accept=(404,)
+        )
+        if resp.status == 404:
+            return None
+        return self._http.decode_json_object(resp, "GET /alerts/{id}")
+
+    async def iter_objects(self, kind: str, *, limit: int = 100) -> AsyncIterator[dict[str, Any]]:
+        """Every object of `GET /<kind>` (rules, policies, saved queries...), page after page."""
+        path = _object_path(kind)
+        what = f"GET {path}"
+        seen: set[str] = set()
+        cursor: str | None = None
+        while True:
+            params = [("limit", str(max(1, limit)))]
+            if cursor:
+                params.append(("cursor", cursor))
+            resp = await self._http.request("GET", path, endpoint=path, params=params)
+            results, next_cursor = self._page(resp, what)
+            for item in results:
+                yield item
+            cursor = self._next_cursor(next_cursor, seen, what)
+            if cursor is None:
+                return
+
+    async def get_object(self, kind: str, object_id: str) -> dict[str, Any] | None:
+        """`GET /<kind>/{id}`: one detection or saved query, or None when it is unknown (404)."""
+        path = _object_path(kind)
+        endpoint = f"{path}/{{id}}"
+        resp = await self._http.request(
+            "GET", f"{path}/{quote(object_id, safe='')}", endpoint=endpoint, accept=(404,)
+        )
+        if resp.status == 404:
+            return None
+        return self._http.decode_json_object(resp, f"GET {endpoint}")
+
+    def _page(self, resp: Response, what: str) -> tuple[list[dict[str, Any]], str | None]:
+        """`results` and `next` of a `{results, next}` listing, checked; the dicts stay raw."""
+        body = self._http.decode_json_object(resp, what)
+        results = body.get("results")
+        if not isinstance(results, list):
+            found = "missing" if results is None else f"a {type(results).__name__}"
+            raise self._http.bad_response(f"returned no 'results' list ({found})", what, resp)
+        for index, item in enumerate(results):
+            if not isinstance(item, dict):
+                raise self._http.bad_response(
+                    f"returned result #{index} that is not an object ({type(item).__name__})",
+                    what,
+                    resp,
+                )
+        next_cursor = body.get("next")
+        if next_cursor is not None and not isinstance(next_cursor, str):
+            raise self._http.bad_response(
+                f"returned a 'next' cursor that is not a string ({type(next_cursor).__name__})",
+                what,
+                resp,
+            )
+        return results, next_cursor or None
+
+    @staticmethod
+    def _next_cursor(next_cursor: str | None, seen: set[str], what: str) -> str | None:
+        """The cursor to request next, None at the end; a repeated cursor would loop forever."""
+        if not next_cursor:  # PANTHER.md: a missing, null or empty `next` ends the listing
+            return None
+        if next_cursor in seen:
+            raise BadResponseError(
+                f"panther {what} returned cursor {shorten(next_cursor, 100)!r} a second time: "
+                "stopped the listing instead of looping",
+                target="panther",
+                status=200,
+            )
+        seen.add(next_cursor)
+        return next_cursor
+
+
+def _object_path(kind: str) -> str:
+    if kind not in OBJECT_KINDS:
+        raise ValueError(f"unknown Panther object kind {kind!r}: one of {sorted(OBJECT_KINDS)}")
+    return f"/{kind}"

@@ -1,0 +1,40 @@
+"""When to try a failed request again.
+
+A small policy object rather than tenacity/stamina: those wrap a call in an in-process retry loop,
+while the bridge's retries must survive restarts, so the decision is a *time* stored with the event
+in the outbox (`next_attempt_at`). What is left to decide is only the delay: exponential backoff with
+full jitter (AWS architecture blog, "Exponential Backoff And Jitter"), never less than a
+server-sent `Retry-After`, which itself is capped so a hostile or broken header cannot park the
+bridge for a day.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RetryPolicy:
+    """Delays for attempt n (0-based): uniform in [0, min(max_backoff, initial * 2**n)]."""
+
+    initial_backoff: float = 1.0
+    max_backoff: float = 300.0
+    give_up_after: float = 86_400.0
+    max_retry_after: float = 300.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def backoff(self, attempt: int) -> float:
+        ceiling = min(self.max_backoff, self.initial_backoff * (2 ** min(attempt, 30)))
+        return self.rng.uniform(0, ceiling)
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """The wait before the next try: jittered backoff, but at least the (capped) Retry-After."""
+        delay = self.backoff(attempt)
+        if retry_after is not None:
+            delay = max(delay, min(max(retry_after, 0.0), self.max_retry_after))
+        return delay
+
+    def expired(self, first_failed_at: float | None, now: float) -> bool:
+        """True once an event has kept failing for longer than `give_up_after`."""
+        return first_failed_at is not None and now - first_failed_at >= self.give_up_after
