@@ -10,6 +10,7 @@ from email.utils import format_datetime
 import aiohttp
 import pytest
 from aioresponses import aioresponses
+from aioresponses_compat import MockHttp
 
 from bridge.errors import (
     AuthError,
@@ -28,7 +29,7 @@ TOKEN = "pan-secret-token-0123456789"
 
 @pytest.fixture
 def mock() -> Iterator[aioresponses]:
-    with aioresponses() as m:
+    with MockHttp() as m:
         yield m
 
 

@@ -79,7 +79,7 @@ class AcceptedAlert:
 
 @dataclass
 class RequestRecord:
-    """One HTTP request as received; `status` stays 0 while in progress or if the connection reset."""
+    """One HTTP request as received; `status` is 0 while in progress or if the connection reset."""
 
     method: str
     path: str
@@ -170,7 +170,9 @@ def _check_reserved(key: str, value: object, problems: list[Problem]) -> None:
             )
     elif key == "incident_identifier":
         if not isinstance(value, str) or not value:
-            problems.append(("incident_identifier", f"must be a non-empty string, got {_show(value)}"))
+            problems.append(
+                ("incident_identifier", f"must be a non-empty string, got {_show(value)}")
+            )
     elif not isinstance(value, str) or not value:  # primary_property / secondary_property
         problems.append((key, f"must be a non-empty string naming a tag, got {_show(value)}"))
 
@@ -187,10 +189,14 @@ def _check_timestamp(value: object, problems: list[Problem]) -> None:
 
 
 def _check_primary(alert: dict[str, Any], problems: list[Problem]) -> None:
-    """BIGPANDA.md: "A payload without a primary property is dropped" (silently, by the real API)."""
+    """BIGPANDA.md: "A payload without a primary property is dropped" (silently, for real)."""
     named = alert.get("primary_property")
     if named is not None:
-        if isinstance(named, str) and named and (named in RESERVED or not _filled(alert.get(named))):
+        if (
+            isinstance(named, str)
+            and named
+            and (named in RESERVED or not _filled(alert.get(named)))
+        ):
             problems.append(
                 ("primary_property", f"must name a present, non-empty tag, got {named!r}")
             )
@@ -609,7 +615,9 @@ def _as_stored(alert: dict[str, Any], received: int) -> dict[str, Any]:
         elif isinstance(value, list) and any(
             isinstance(item, str) and len(item) > MAX_TAG_CHARS for item in value
         ):
-            stored[key] = [item[:MAX_TAG_CHARS] if isinstance(item, str) else item for item in value]
+            stored[key] = [
+                item[:MAX_TAG_CHARS] if isinstance(item, str) else item for item in value
+            ]
     return stored
 
 

@@ -1,0 +1,734 @@
+"""The bridge's configuration: one YAML file, overridable key by key from the environment.
+
+Priority, highest first: keyword arguments > `BRIDGE_<SECTION>__<KEY>` environment variables >
+the YAML file > defaults. `${VAR}` and `${VAR:-default}` in YAML string values expand from the
+environment, so the file can be committed without its secrets.
+
+`load_config` never lets a pydantic or YAML exception escape: every problem becomes one line of
+a `ConfigError`, `key.path: what is wrong and how to fix it`, and all problems are reported at
+once so an operator fixes the file in one pass. Secret values never appear in those lines nor in
+any repr (they are `SecretStr`).
+
+Adding a section (mapping, routes, catalog, filters, ...) is one model below and one field on
+`Settings`: unknown-key checks, env overrides, error messages and rendering follow from the models.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+from pydantic_settings.sources.utils import parse_env_vars
+
+from bridge.errors import ConfigError
+
+__all__ = [
+    "BigPandaSettings",
+    "LoggingSettings",
+    "PantherSettings",
+    "RetrySettings",
+    "ServerSettings",
+    "Settings",
+    "StateSettings",
+    "format_duration",
+    "load_config",
+    "parse_duration",
+    "render_effective",
+]
+
+ENV_PREFIX = "BRIDGE_"
+ENV_DELIMITER = "__"
+REDACTED = "**********"  # what pydantic prints for a SecretStr; also what render_effective writes
+
+# ---------------------------------------------------------------------------------------------
+# Durations
+# ---------------------------------------------------------------------------------------------
+
+SECOND = 1.0
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+# Ordered largest first: format_duration walks it in this order, and `ms` must be tried before `m`.
+_UNITS: dict[str, float] = {"d": DAY, "h": HOUR, "m": MINUTE, "s": SECOND, "ms": SECOND / 1000}
+_NUMBER = r"\d+(?:\.\d+)?"
+_DURATION_PART = re.compile(rf"({_NUMBER})(ms|s|m|h|d)")
+_DURATION = re.compile(rf"(?:{_NUMBER}(?:ms|s|m|h|d))+")
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from `30`, `30.5`, `"30"`, `"30s"`, `"5m"`, `"2h"`, `"7d"`, `"1m30s"` or `"250ms"`.
+
+    Units are lowercase only: `M` could be read as months. Sign and range are the caller's
+    business (see `Duration`), so this stays a pure parser.
+    """
+    problem = f"{value!r} is not a duration: use seconds or 30s/5m/2h/7d"
+    if isinstance(value, bool):  # YAML `yes` is a bool, and bool is an int: refuse it explicitly
+        raise ValueError(problem)
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(problem)
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(problem)
+    text = value.strip()
+    if re.fullmatch(_NUMBER, text):
+        return float(text)
+    if not _DURATION.fullmatch(text):
+        raise ValueError(problem)
+    # `ms` divides rather than multiplies by 0.001 so that 250ms is exactly 0.25.
+    return sum(
+        float(number) / 1000 if unit == "ms" else float(number) * _UNITS[unit]
+        for number, unit in _DURATION_PART.findall(text)
+    )
+
+
+def format_duration(seconds: float) -> str:
+    """The compact form of a duration (`90.0` -> `"1m30s"`) that `parse_duration` reads back.
+
+    Falls back to plain seconds when the value is not a whole number of milliseconds, so that
+    rendering never loses precision.
+    """
+    millis = round(seconds * 1000)
+    if millis < 0 or not math.isclose(millis, seconds * 1000, abs_tol=1e-6):
+        return repr(seconds)
+    if millis == 0:
+        return "0s"
+    parts = []
+    for unit in ("d", "h", "m", "s"):
+        size = round(_UNITS[unit] * 1000)
+        count, millis = divmod(millis, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    if millis:
+        parts.append(f"{millis}ms")
+    return "".join(parts)
+
+
+def _positive(seconds: float) -> float:
+    if seconds <= 0:
+        raise ValueError(f"must be longer than 0s (got {format_duration(seconds)})")
+    return seconds
+
+
+def _not_negative(seconds: float) -> float:
+    if seconds < 0:
+        raise ValueError(f"must not be negative (got {seconds!r} seconds)")
+    return seconds
+
+
+# Durations are floats in Python, compact strings when dumped as JSON (render_effective uses that).
+_DurationSerializer = PlainSerializer(format_duration, return_type=str, when_used="json")
+Duration = Annotated[
+    float, BeforeValidator(parse_duration), AfterValidator(_positive), _DurationSerializer
+]
+"""A duration in seconds that must be more than zero."""
+NonNegativeDuration = Annotated[
+    float, BeforeValidator(parse_duration), AfterValidator(_not_negative), _DurationSerializer
+]
+"""A duration in seconds where zero is meaningful (e.g. no overlap)."""
+
+# ---------------------------------------------------------------------------------------------
+# Other field types
+# ---------------------------------------------------------------------------------------------
+
+
+def _http_url(value: str) -> str:
+    """Accept only absolute http(s) URLs, without the trailing slash we later join paths onto."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL: write it like https://api.example.com")
+    return value.strip().rstrip("/")
+
+
+def _blank_to_none(value: object) -> object:
+    """`BRIDGE_PANTHER__CONSOLE_URL=` (set but empty) means "no console links", not a bad URL."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _non_empty(value: SecretStr | str) -> SecretStr | str:
+    """Refuse empty values and the redaction placeholder copied back from `check-config` output."""
+    text = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if not text.strip():
+        raise PydanticCustomError("empty_value", "value is empty")
+    if text == REDACTED:
+        raise PydanticCustomError("redacted_value", "value is the redaction placeholder")
+    return value
+
+
+def _lowercase(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+Secret = Annotated[SecretStr, AfterValidator(_non_empty)]
+NonEmptyStr = Annotated[str, AfterValidator(_non_empty)]
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+# ---------------------------------------------------------------------------------------------
+
+
+class _Section(BaseModel):
+    """A config section: unknown keys are typos, so they are errors rather than silently ignored."""
+
+    # hide_input_in_errors: a ValidationError's text would otherwise quote secrets verbatim.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+class PantherSettings(_Section):
+    """Where and how to read alerts from Panther's REST API."""
+
+    api_url: HttpUrl = Field(
+        description="Panther REST API base URL",
+        examples=["https://api.acme.runpanther.net"],
+    )
+    api_token: Secret = Field(
+        description="Panther API token (secret)", examples=["${PANTHER_API_TOKEN}"]
+    )
+    console_url: Annotated[HttpUrl | None, BeforeValidator(_blank_to_none)] = Field(
+        None, description="Panther console URL, for alert links; null for none"
+    )
+    poll_interval: Duration = Field(30 * SECOND, description="how often to list new alerts")
+    initial_lookback: Duration = Field(
+        1 * HOUR, description="how far back the very first poll reads, before any watermark"
+    )
+    overlap: NonNegativeDuration = Field(
+        2 * MINUTE, description="re-read this much before the watermark to catch late alerts"
+    )
+    page_size: int = Field(50, ge=1, le=50, description="alerts per page (Panther's maximum: 50)")
+    status_sync_interval: Duration = Field(
+        1 * MINUTE, description="how often to check tracked alerts for status changes"
+    )
+    track_for: Duration = Field(
+        7 * DAY, description="how long after creation an alert's status is followed"
+    )
+    timeout: Duration = Field(10 * SECOND, description="timeout of one Panther HTTP request")
+
+
+class BigPandaSettings(_Section):
+    """Where and how to send alerts to BigPanda."""
+
+    api_url: HttpUrl = Field(
+        "https://api.bigpanda.io",
+        description="BigPanda API base URL (EU: https://eu-api.bigpanda.io)",
+    )
+    api_token: Secret = Field(
+        description="BigPanda org bearer token (secret)", examples=["${BIGPANDA_API_TOKEN}"]
+    )
+    app_key: NonEmptyStr = Field(
+        description="BigPanda integration app key", examples=["${BIGPANDA_APP_KEY}"]
+    )
+    batch_size: int = Field(100, ge=1, le=1000, description="alerts per BigPanda request")
+    max_in_flight: int = Field(2, ge=1, le=32, description="concurrent BigPanda requests")
+    timeout: Duration = Field(15 * SECOND, description="timeout of one BigPanda HTTP request")
+    job_poll_interval: Duration = Field(
+        5 * SECOND, description="how often to poll an accepted (202) job"
+    )
+    job_timeout: Duration = Field(
+        10 * MINUTE, description="give up on a job after this long and resend its events"
+    )
+
+
+class StateSettings(_Section):
+    """Where the bridge keeps its durable state."""
+
+    path: str = Field(
+        "./data/bridge.db", description="SQLite state file, relative to the working directory"
+    )
+
+
+class ServerSettings(_Section):
+    """The health and metrics HTTP server."""
+
+    host: str = Field("0.0.0.0", description="address to listen on")  # noqa: S104 - a container
+    port: int = Field(9108, ge=0, le=65535, description="port to listen on (0: any free port)")
+    shutdown_grace: Duration = Field(
+        20 * SECOND, description="on SIGTERM, how long in-flight work may take to finish"
+    )
+
+
+class LoggingSettings(_Section):
+    """How the bridge logs."""
+
+    level: Annotated[
+        Literal["debug", "info", "warning", "error"], BeforeValidator(_lowercase)
+    ] = Field("info", description="lowest level logged")
+    format: Literal["auto", "json", "console"] = Field(
+        "auto", description="json, console, or auto: json unless stderr is a terminal"
+    )
+
+
+class RetrySettings(_Section):
+    """Backoff for failed HTTP requests (full jitter between the bounds)."""
+
+    initial_backoff: Duration = Field(1 * SECOND, description="first wait before a retry")
+    max_backoff: Duration = Field(5 * MINUTE, description="longest wait between two retries")
+    give_up_after: Duration = Field(
+        24 * HOUR, description="dead-letter an event still failing after this long"
+    )
+    max_retry_after: Duration = Field(
+        5 * MINUTE, description="cap on a server's Retry-After, so a bad header cannot stall us"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Root
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Loading:
+    """The sources of one `load_config` call, handed to `settings_customise_sources`."""
+
+    env: PydanticBaseSettingsSource
+    file: PydanticBaseSettingsSource
+
+
+# `settings_customise_sources` is a classmethod with a fixed signature, so the per-call sources
+# (which file, which environ) travel in a context variable rather than in class state.
+_loading: ContextVar[_Loading | None] = ContextVar("bridge_config_loading", default=None)
+
+
+class Settings(BaseSettings):
+    """The whole configuration, one attribute per section."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+        env_parse_none_str="null",
+        extra="forbid",
+        hide_input_in_errors=True,
+    )
+
+    panther: PantherSettings = Field(description="reading alerts from Panther")
+    bigpanda: BigPandaSettings = Field(description="sending alerts to BigPanda")
+    state: StateSettings = Field(default_factory=StateSettings, description="durable state")
+    server: ServerSettings = Field(default_factory=ServerSettings, description="health/metrics")
+    logging: LoggingSettings = Field(default_factory=LoggingSettings, description="logging")
+    retry: RetrySettings = Field(default_factory=RetrySettings, description="retry backoff")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _absent_sections_are_empty(cls, data: Any) -> Any:
+        """An absent or empty (`panther:`) section is `{}`, so errors name its required keys."""
+        if isinstance(data, dict):
+            for name in _section_names(cls):
+                if data.get(name) is None:
+                    data[name] = {}
+        return data
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Kwargs > environment > YAML file > defaults; no `.env` or secrets-dir sources."""
+        loading = _loading.get()
+        if loading is None:  # constructed directly (tests, tools): kwargs and os.environ only
+            return init_settings, env_settings
+        return init_settings, loading.env, loading.file
+
+
+def _section_names(model: type[BaseModel]) -> list[str]:
+    return [name for name, field in model.model_fields.items() if _model_of(field) is not None]
+
+
+def _model_of(field: FieldInfo) -> type[BaseModel] | None:
+    annotation = field.annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources
+# ---------------------------------------------------------------------------------------------
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """The library's env source, reading a given mapping instead of `os.environ`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ  # read by _load_env_vars, which the base __init__ calls
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
+class _YamlDataSource(PydanticBaseSettingsSource):
+    """Already parsed and expanded YAML data, as a settings source (no repr: it holds secrets)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return self._data
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(keys={sorted(self._data)!r})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the file
+# ---------------------------------------------------------------------------------------------
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """The file's top-level mapping, or a ConfigError with one line saying what is wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            [
+                f"config file {path} does not exist: check the path, or start from "
+                "config/bridge.example.yaml"
+            ]
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            [f"config file {path} is a directory, not a file: pass the YAML file itself"]
+        ) from None
+    except PermissionError:
+        raise ConfigError(
+            [f"config file {path} is not readable: permission denied; fix its mode or owner"]
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"config file {path} is not UTF-8 text (bad byte at offset {exc.start})"]
+        ) from None
+    except OSError as exc:
+        raise ConfigError([f"config file {path} cannot be read: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([_yaml_problem(path, exc)]) from None
+    if data is None:  # an empty file, or only comments: all defaults, then required-key errors
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [
+                f"config file {path}: the top level must be a mapping of sections "
+                f"(panther:, bigpanda:, ...), not {_kind(data)}"
+            ]
+        )
+    return data
+
+
+def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
+    """Only the problem and its position: the snippet PyYAML can show might hold a secret."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    if mark is None:
+        return f"config file {path}: invalid YAML: {problem}"
+    return (
+        f"config file {path}: invalid YAML at line {mark.line + 1}, "
+        f"column {mark.column + 1}: {problem}"
+    )
+
+
+_REFERENCE = re.compile(
+    r"\$(?P<escape>\$)?\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<default>:-[^}]*)?\}|\$\{"
+)
+
+
+@dataclass(frozen=True)
+class _Unresolved:
+    """A `${...}` that could not be expanded, at `loc` in the file."""
+
+    loc: tuple[str | int, ...]
+    message: str
+
+
+def _expand(
+    node: Any, environ: Mapping[str, str], path: Path, loc: tuple[str | int, ...] = ()
+) -> tuple[Any, list[_Unresolved]]:
+    """Expand `${VAR}` / `${VAR:-default}` in string scalars (not keys); `$${` is a literal `${`.
+
+    Done after parsing so an expanded value can never change the YAML structure. Like the shell,
+    `:-` also applies when the variable is set but empty.
+    """
+    if isinstance(node, dict):
+        out: dict[Any, Any] = {}
+        problems: list[_Unresolved] = []
+        for key, value in node.items():
+            out[key], found = _expand(value, environ, path, (*loc, key))
+            problems += found
+        return out, problems
+    if isinstance(node, list):
+        items, problems = [], []
+        for index, value in enumerate(node):
+            item, found = _expand(value, environ, path, (*loc, index))
+            items.append(item)
+            problems += found
+        return items, problems
+    if not isinstance(node, str) or "$" not in node:
+        return node, []
+
+    problems = []
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match["name"], match["default"]
+        if match["escape"]:
+            return match[0][1:]
+        if name is None:
+            problems.append(
+                _Unresolved(
+                    loc,
+                    f"malformed ${{...}} in {path}: write ${{VAR}} or ${{VAR:-default}}, "
+                    "or $${ for a literal ${",
+                )
+            )
+            return match[0]
+        value = environ.get(name)
+        if default is not None and not value:
+            return default[2:]
+        if value is None:
+            problems.append(
+                _Unresolved(
+                    loc,
+                    f"environment variable {name} is not set (used as ${{{name}}} in {path}); "
+                    f"export it, or write ${{{name}:-default}}",
+                )
+            )
+            return match[0]
+        return value
+
+    return _REFERENCE.sub(replace, node), problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+def load_config(
+    path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read, expand and validate the config file; raise ConfigError listing every problem.
+
+    `environ` defaults to `os.environ`; it is the only environment consulted, both for
+    `${VAR}` expansion and for `BRIDGE_...` overrides, so tests can pass a plain dict.
+    """
+    environ = os.environ if environ is None else environ
+    if path is None or str(path) == "":
+        path = environ.get("BRIDGE_CONFIG") or None
+    if path is None:
+        raise ConfigError(["no config file: pass --config FILE or set BRIDGE_CONFIG"])
+    file = Path(path)
+
+    raw = _read_yaml(file)
+    data, unresolved = _expand(raw, environ, file)
+    try:
+        env_source = _MappingEnvSource(Settings, environ)
+        overridden = env_source()
+    except SettingsError as exc:  # e.g. BRIDGE_PANTHER='not json'; the message holds no value
+        raise ConfigError([f"environment: {exc}"]) from None
+
+    # A `${VAR}` under a key the environment overrides anyway does not matter.
+    unresolved = [u for u in unresolved if not _has_path(overridden, u.loc)]
+    problems = [f"{_dotted(u.loc)}: {u.message}" for u in unresolved]
+    token = _loading.set(_Loading(env=env_source, file=_YamlDataSource(Settings, data)))
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        # Errors under an unresolved `${VAR}` only repeat that problem less clearly.
+        bad = [u.loc for u in unresolved]
+        problems += [
+            _describe(error, file, overridden)
+            for error in exc.errors(include_url=False)
+            if not any(error["loc"][: len(loc)] == loc for loc in bad)
+        ]
+    finally:
+        _loading.reset(token)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _has_path(data: Any, loc: tuple[str | int, ...]) -> bool:
+    for part in loc:
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Error messages
+# ---------------------------------------------------------------------------------------------
+
+
+def _describe(error: ErrorDetails, file: Path, overridden: dict[str, Any]) -> str:
+    """One line, `key.path: what is wrong, the offending value unless secret, how to fix it`."""
+    loc = tuple(error["loc"])
+    key = _dotted(loc)
+    kind = error["type"]
+    field = _field_at(Settings, loc)
+    if kind == "missing":
+        return f"{key}: field required (no default): {_how_to_set(loc, field, file)}"
+    if kind == "extra_forbidden":
+        return f"{key}: {_unknown_key(loc, overridden)}"
+    if kind == "empty_value":
+        return f"{key}: value is empty: {_how_to_set(loc, field, file)}"
+    if kind == "redacted_value":
+        return (
+            f"{key}: value is the redaction placeholder {REDACTED}, as printed by check-config: "
+            f"{_how_to_set(loc, field, file)}"
+        )
+    if kind == "value_error":  # our own validators: their message names the value and the fix
+        return f"{key}: {error['ctx']['error']}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"{key}: must be a section (a mapping of keys), got {_show(error['input'])}"
+    message = _PYDANTIC_MESSAGES.get(kind) or error["msg"].replace("Input should be", "must be")
+    if _is_secret(field):
+        return f"{key}: {message} (value not shown: it is a secret); quote it in {file}"
+    return f"{key}: {message}, got {_show(error['input'])}"
+
+
+_PYDANTIC_MESSAGES = {
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "string_type": "must be a string",
+}
+
+
+def _how_to_set(loc: tuple[str | int, ...], field: FieldInfo | None, file: Path) -> str:
+    example = ""
+    if field is not None and field.examples:
+        example = f" (e.g. {loc[-1]}: {field.examples[0]})"
+    return f"set it in {file}{example} or export {_env_name(loc)}"
+
+
+def _unknown_key(loc: tuple[str | int, ...], overridden: dict[str, Any]) -> str:
+    parent = _model_at(Settings, loc[:-1])
+    what = "unknown section" if len(loc) == 1 else "unknown key"
+    if _has_path(overridden, loc):
+        what += f" set by {_env_name(loc)}"
+    valid = list(parent.model_fields) if parent is not None else []
+    close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+    if close:
+        return f"{what} (did you mean {close[0]}?)"
+    return f"{what}; valid keys here: {', '.join(valid)}"
+
+
+def _model_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        inner = _model_of(field) if field is not None else None
+        if inner is None:
+            return None
+        model = inner
+    return model
+
+
+def _field_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> FieldInfo | None:
+    parent = _model_at(model, loc[:-1]) if loc else None
+    return parent.model_fields.get(str(loc[-1])) if parent is not None else None
+
+
+def _is_secret(field: FieldInfo | None) -> bool:
+    return field is not None and field.annotation is SecretStr
+
+
+def _env_name(loc: tuple[str | int, ...]) -> str:
+    return ENV_PREFIX + ENV_DELIMITER.join(str(part).upper() for part in loc)
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+
+
+def _show(value: object) -> str:
+    """A short rendering of an offending (non-secret) value, in YAML terms where they differ."""
+    if value is None:
+        return "null (an empty value)"
+    if isinstance(value, dict | list):
+        return _kind(value)
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__} ({_show(value)})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------------------------
+
+
+def render_effective(settings: Settings) -> str:
+    """The effective config as YAML, secrets redacted, durations compact, keys in model order.
+
+    Mode "json" does the work: SecretStr dumps as `**********` and `Duration` as `1m30s`. A
+    literal `${` is written back as `$${` so that the output loads to the same values.
+    """
+    data = _escape_references(settings.model_dump(mode="json"))
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def _escape_references(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {key: _escape_references(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_escape_references(value) for value in node]
+    if isinstance(node, str):
+        return node.replace("${", "$${")
+    return node
+
+
+def iter_fields(model: type[BaseModel]) -> Iterator[tuple[str, FieldInfo]]:
+    """Every `section.key` and its field, in declaration order (docs and completeness tests)."""
+    for name, field in model.model_fields.items():
+        inner = _model_of(field)
+        if inner is None:
+            yield name, field
+        else:
+            for sub, sub_field in iter_fields(inner):
+                yield f"{name}.{sub}", sub_field

@@ -1,0 +1,371 @@
+"""Delivery: outbox -> BigPanda, in batches, with retries, bisection and job tracking.
+
+The outbox accumulates; this module only sends (the aiokafka split). A batch is the frozen payloads
+of up to `batch_size` events of one app key, joined byte for byte, so a resend of the same events is
+a byte-identical request that BigPanda drops with 204 (shared/api/BIGPANDA.md).
+
+How a failure is handled is decided by the exception type's `retriable` flag and class:
+- retriable (408, 429, 5xx but 501, transport errors): the events get a next attempt time from the
+  retry policy; a 429 also pauses the whole sender, since every other batch would hit the same limit;
+- permanent (other 4xx): the batch is bisected until the offending events are isolated; those go to
+  dead letters with the response body, the rest are delivered;
+- auth (401/403): nothing is dropped, sending stops, readiness goes down, and a probe retries later.
+A 202 with `Location` parks the batch's events as a job; the job tracker polls it to `done`
+(delivered) or `failed` / timed out (back to the outbox).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+
+import orjson
+import structlog
+
+from bridge.bigpanda.client import BigPandaClient
+from bridge.errors import ApiError, AuthError, BridgeError, RateLimitedError
+from bridge.health import Health
+from bridge.metrics import Metrics
+from bridge.outbox import Outbox, PendingEvent
+from bridge.retry import RetryPolicy
+
+log = structlog.get_logger("bridge.dispatch")
+
+MAX_BATCH_BYTES = 1024 * 1024
+AUTH_PROBE_MAX = 300.0
+
+
+def encode_batch(app_key: str, payloads: Sequence[bytes]) -> bytes:
+    """`{"app_key": ..., "alerts": [...]}` from frozen payloads, without re-encoding them."""
+    return b'{"app_key":' + orjson.dumps(app_key) + b',"alerts":[' + b",".join(payloads) + b"]}"
+
+
+class Dispatcher:
+    """Drains the outbox into BigPanda with up to `max_in_flight` concurrent batch requests."""
+
+    def __init__(
+        self,
+        client: BigPandaClient,
+        outbox: Outbox,
+        metrics: Metrics,
+        health: Health,
+        *,
+        batch_size: int,
+        max_in_flight: int,
+        policy: RetryPolicy,
+        job_timeout: float,
+        linger: float = 0.05,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._outbox = outbox
+        self._metrics = metrics
+        self._health = health
+        self._batch_size = batch_size
+        self._max_in_flight = max_in_flight
+        self._policy = policy
+        self._job_timeout = job_timeout
+        self._linger = linger
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._in_flight: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._paused_until = 0.0
+        self._auth_failures = 0
+        self._fresh = False
+
+    # -- signals from the rest of the bridge --------------------------------------------------
+
+    def wake(self, *, fresh: bool = False) -> None:
+        """Look at the outbox now rather than at the next timer (`fresh`: new events arrived)."""
+        self._fresh = self._fresh or fresh
+        self._wake.set()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._tasks)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Send until `stopping` is set; then let in-flight batches finish (the caller bounds it)."""
+        while not stopping.is_set():
+            started = await self.step()
+            if not started:
+                await self._idle(stopping)
+        await self.wait_in_flight()
+
+    async def step(self) -> int:
+        """Start as many batches as there is room and due work for; return how many started."""
+        now = self._clock()
+        if now < self._paused_until:
+            return 0
+        started = 0
+        while len(self._tasks) < self._max_in_flight:
+            batch = self._next_batch(now)
+            if not batch:
+                break
+            self._in_flight.update(e.id for e in batch)
+            task = asyncio.create_task(self._send(batch), name=f"send-{batch[0].id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            started += 1
+        return started
+
+    async def wait_in_flight(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _idle(self, stopping: asyncio.Event) -> None:
+        """Sleep until new events, a finished batch, the next due retry, or the end of a pause."""
+        now = self._clock()
+        timeout = 1.0
+        if now < self._paused_until:
+            timeout = min(timeout, self._paused_until - now)
+        else:
+            next_due = self._outbox.next_due_at()
+            if next_due is not None and next_due > now:
+                timeout = min(timeout, next_due - now)
+        if not self._wake.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(timeout, 0.001))
+        self._wake.clear()
+        if self._fresh and self._linger and not stopping.is_set():
+            # New events just arrived: a short linger lets the rest of the page land, so batches
+            # go out full instead of one event at a time.
+            self._fresh = False
+            await asyncio.sleep(self._linger)
+
+    def _next_batch(self, now: float) -> list[PendingEvent]:
+        due = self._outbox.due(self._batch_size * 4, now=now, exclude=self._in_flight)
+        if not due:
+            return []
+        app_key = due[0].app_key
+        batch: list[PendingEvent] = []
+        size = 64 + len(app_key)
+        for event in due:
+            if event.app_key != app_key:
+                continue
+            if batch and size + len(event.payload) + 1 > MAX_BATCH_BYTES:
+                break
+            batch.append(event)
+            size += len(event.payload) + 1
+            if len(batch) >= self._batch_size:
+                break
+        return batch
+
+    # -- one batch -------------------------------------------------------------------------------
+
+    async def _send(self, batch: list[PendingEvent]) -> None:
+        try:
+            await self._deliver(batch)
+        except Exception:  # noqa: BLE001 - a bug in one batch must not stop delivery
+            log.exception("batch.crashed", events=len(batch), first_event=batch[0].id)
+            self._schedule_retry(batch, None, "internal error while sending")
+        finally:
+            self._in_flight.difference_update(e.id for e in batch)
+            self._wake.set()
+
+    async def _deliver(self, batch: list[PendingEvent]) -> None:
+        app_key = batch[0].app_key
+        body = encode_batch(app_key, [e.payload for e in batch])
+        try:
+            accepted = await self._client.post_alerts(body)
+        except AuthError as exc:
+            self._on_auth_error(batch, exc)
+            return
+        except ApiError as exc:
+            if exc.retriable:
+                self._on_retriable(batch, exc)
+            else:
+                await self._on_rejected(batch, exc)
+            return
+        except BridgeError as exc:
+            self._on_retriable(batch, exc)
+            return
+        self._auth_failures = 0
+        if self._health.bigpanda_refused:
+            log.info("bigpanda.credentials_accepted")
+        self._health.bigpanda_refused = None
+        now = self._clock()
+        if accepted.job_url:
+            job_id = self._outbox.add_job(
+                accepted.job_url, [e.id for e in batch], deadline=now + self._job_timeout, now=now
+            )
+            self._metrics.jobs_in_flight.inc()
+            log.info("batch.accepted_as_job", job=job_id, events=len(batch), app_key=app_key)
+            return
+        if accepted.status == 202:
+            log.warning(
+                "batch.accepted_without_location",
+                events=len(batch),
+                hint="BigPanda answered 202 without a Location header; counted as delivered",
+            )
+        self._outbox.mark_sent([e.id for e in batch], now=now)
+        self.count_delivered([(e.bp_status, e.event_time) for e in batch], now)
+        log.debug("batch.delivered", events=len(batch), status=accepted.status, app_key=app_key)
+
+    def count_delivered(self, events: Sequence[tuple[str, float]], now: float) -> None:
+        for status, event_time in events:
+            self._metrics.events_sent.labels(status=status).inc()
+            self._metrics.delivery_latency.observe(max(0.0, now - event_time))
+
+    def _on_retriable(self, batch: list[PendingEvent], exc: BridgeError) -> None:
+        retry_after = getattr(exc, "retry_after", None)
+        status = getattr(exc, "status", 0)
+        reason = _retry_reason(exc)
+        self._metrics.retries.labels(target="bigpanda", reason=reason).inc()
+        if isinstance(exc, RateLimitedError):
+            pause = self._policy.delay(min(e.attempts for e in batch), retry_after)
+            self._paused_until = max(self._paused_until, self._clock() + pause)
+            log.warning("bigpanda.rate_limited", pause_seconds=round(pause, 3), status=status)
+        else:
+            log.warning(
+                "batch.failed", events=len(batch), status=status, error=str(exc)[:300],
+                will_retry=True,
+            )
+        self._schedule_retry(batch, retry_after, str(exc))
+
+    def _schedule_retry(
+        self, batch: Sequence[PendingEvent], retry_after: float | None, error: str
+    ) -> None:
+        now = self._clock()
+        expired = [e for e in batch if self._policy.expired(e.first_failed_at, now)]
+        if expired:
+            self._dead_letter(expired, "expired", f"still failing after retries: {error}")
+        alive = [e for e in batch if e not in expired]
+        if not alive:
+            return
+        attempt = max(e.attempts for e in alive)
+        next_at = max(now + self._policy.delay(attempt, retry_after), self._paused_until)
+        self._outbox.mark_retry([e.id for e in alive], next_attempt_at=next_at, error=error, now=now)
+
+    def _on_auth_error(self, batch: list[PendingEvent], exc: AuthError) -> None:
+        self._auth_failures += 1
+        probe = min(AUTH_PROBE_MAX, self._policy.delay(self._auth_failures))
+        probe = max(probe, self._policy.initial_backoff)
+        now = self._clock()
+        self._paused_until = now + probe
+        self._health.bigpanda_refused = f"HTTP {exc.status}: {exc}"[:500]
+        self._metrics.retries.labels(target="bigpanda", reason="auth").inc()
+        log.error(
+            "bigpanda.credentials_refused", status=exc.status, error=str(exc)[:500],
+            next_probe_seconds=round(probe, 1),
+        )
+        # Not the events' fault: no attempt counted, nothing expires or is dropped.
+        self._outbox.mark_retry(
+            [e.id for e in batch], next_attempt_at=now + probe, error=str(exc), now=now,
+            count_attempt=False,
+        )
+
+    async def _on_rejected(self, batch: list[PendingEvent], exc: ApiError) -> None:
+        """Bisect a rejected batch until the bad events stand alone; deliver the rest."""
+        if len(batch) == 1:
+            event = batch[0]
+            self._dead_letter(batch, "rejected", f"HTTP {exc.status}: {exc.body}")
+            log.error(
+                "event.rejected", event=event.id, alert_id=event.alert_id, status=exc.status,
+                body=exc.body[:500],
+            )
+            return
+        log.warning("batch.rejected", events=len(batch), status=exc.status, body=exc.body[:300])
+        middle = len(batch) // 2
+        for half in (batch[:middle], batch[middle:]):
+            await self._deliver(half)
+
+    def _dead_letter(self, events: Sequence[PendingEvent], reason: str, detail: str) -> None:
+        moved = self._outbox.dead_letter([e.id for e in events], reason=reason, detail=detail)
+        if moved:
+            self._metrics.events_dead_lettered.labels(reason=reason).inc(moved)
+
+
+class JobTracker:
+    """Follows BigPanda 202 jobs to their end; jobs live in the outbox, so they survive restarts."""
+
+    def __init__(
+        self,
+        client: BigPandaClient,
+        outbox: Outbox,
+        metrics: Metrics,
+        dispatcher: Dispatcher,
+        *,
+        poll_interval: float,
+        policy: RetryPolicy,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._outbox = outbox
+        self._metrics = metrics
+        self._dispatcher = dispatcher
+        self._poll_interval = poll_interval
+        self._policy = policy
+        self._clock = clock
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            await self.poll_all()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self._poll_interval)
+
+    async def poll_all(self) -> None:
+        jobs = self._outbox.jobs()
+        self._metrics.jobs_in_flight.set(len(jobs))
+        for job in jobs:
+            await self._poll(job.id, job.url, job.deadline)
+        self._metrics.jobs_in_flight.set(len(self._outbox.jobs()))
+
+    async def _poll(self, job_id: int, url: str, deadline: float) -> None:
+        now = self._clock()
+        if now >= deadline:
+            self._fail(job_id, "timeout", "job did not finish before bigpanda.job_timeout")
+            return
+        try:
+            state = await self._client.get_job(url)
+        except ApiError as exc:
+            if exc.status == 404:
+                self._fail(job_id, "failed", "job no longer exists (404)")
+                return
+            log.warning("job.poll_failed", job=job_id, error=str(exc)[:300])
+            return
+        except BridgeError as exc:
+            log.warning("job.poll_failed", job=job_id, error=str(exc)[:300])
+            return
+        self._outbox.note_job_poll(job_id, state.status)
+        if state.status == "done":
+            events = self._outbox.job_events(job_id)
+            self._outbox.finish_job(job_id, done=True, now=now)
+            self._dispatcher.count_delivered([(s, t) for _, s, t in events], now)
+            self._metrics.jobs.labels(result="done").inc()
+            log.info("job.done", job=job_id, events=len(events))
+        elif state.status == "failed":
+            self._fail(job_id, "failed", f"job failed: {orjson.dumps(state.body).decode()[:500]}")
+        elif state.status not in ("pending", "started"):
+            log.warning("job.unknown_status", job=job_id, status=state.status[:50])
+
+    def _fail(self, job_id: int, result: str, error: str) -> None:
+        now = self._clock()
+        ids = self._outbox.finish_job(
+            job_id, done=False, error=error, retry_at=now + self._policy.delay(0), now=now
+        )
+        self._metrics.jobs.labels(result=result).inc()
+        log.warning(f"job.{result}", job=job_id, events=len(ids), error=error)
+        self._dispatcher.wake()
+
+
+def _retry_reason(exc: BridgeError) -> str:
+    """A bounded metric label for why a request is retried."""
+    status = getattr(exc, "status", 0)
+    if status == 429:
+        return "rate_limited"
+    if status == 408:
+        return "timeout"
+    if status >= 500:
+        return "server_error"
+    name = type(exc).__name__
+    if name == "TransportError":
+        return "transport"
+    if name == "BadResponseError":
+        return "bad_response"
+    return "other"

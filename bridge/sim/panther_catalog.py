@@ -1,0 +1,510 @@
+"""The fake Panther tenant behind the simulator: its detections, saved queries and alert flavours.
+
+The first rule, scheduled rule, policy and query are the example objects of shared/api/examples/
+verbatim, so golden tests and the simulator agree. The rest are modelled on Panther's managed
+detection packs (AWS, Okta, GitHub, Slack). `FLAVORS` turns a detection into realistic alert titles
+and `context` payloads; it is kept apart from the catalog objects because Panther serves neither.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+JSON = dict[str, Any]
+
+PANTHER_SYSTEM = {"id": "panther", "type": "system"}
+
+RULES: list[JSON] = [
+    {
+        "id": "AWS.Console.LoginWithoutMFA",
+        "displayName": "AWS Console Login Without MFA",
+        "description": "A user logged into the AWS console without multi-factor authentication.",
+        "enabled": True,
+        "severity": "HIGH",
+        "logTypes": ["AWS.CloudTrail"],
+        "tags": ["AWS", "Identity & Access Management", "Initial Access:Valid Accounts"],
+        "runbook": (
+            "Confirm with the user; if unexpected, disable the console password and rotate keys."
+        ),
+        "reference": "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_mfa.html",
+        "reports": {"MITRE ATT&CK": ["TA0001:T1078", "TA0006:T1556"], "CIS": ["1.10"]},
+        "dedupPeriodMinutes": 60,
+        "threshold": 1,
+        "summaryAttributes": ["sourceIPAddress", "userIdentity:arn"],
+        "inlineFilters": None,
+        "outputIDs": [],
+        "tests": [],
+        "managed": True,
+        "body": "def rule(event): ...",
+        "createdAt": "2025-02-11T10:00:00.000000000Z",
+        "createdBy": {"id": "panther", "type": "system"},
+        "createdByExternal": "",
+        "lastModified": "2026-10-02T09:30:12.123456789Z",
+    },
+    {
+        "id": "AWS.CloudTrail.RootActivity",
+        "displayName": "Root Account Activity",
+        "description": "The AWS root user performed an API call.",
+        "enabled": True,
+        "severity": "CRITICAL",
+        "logTypes": ["AWS.CloudTrail"],
+        "tags": ["AWS", "Identity & Access Management", "Privilege Escalation:Valid Accounts"],
+        "runbook": "Root should never be used day to day: find who holds the credentials and why.",
+        "reference": "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_root-user.html",
+        "reports": {"MITRE ATT&CK": ["TA0004:T1078"], "CIS": ["1.1"]},
+        "dedupPeriodMinutes": 60,
+        "threshold": 1,
+        "summaryAttributes": ["eventName", "sourceIPAddress"],
+        "inlineFilters": None,
+        "outputIDs": [],
+        "tests": [],
+        "managed": True,
+        "body": "def rule(event): ...",
+        "createdAt": "2025-02-11T10:00:00.000000000Z",
+        "createdBy": PANTHER_SYSTEM,
+        "createdByExternal": "",
+        "lastModified": "2026-08-14T11:02:45.671220114Z",
+    },
+    {
+        "id": "Okta.AdminRoleAssigned",
+        "displayName": "Okta Admin Role Assigned",
+        "description": "A user was granted an Okta administrator role.",
+        "enabled": True,
+        "severity": "HIGH",
+        "logTypes": ["Okta.SystemLog"],
+        "tags": ["Okta", "Persistence:Account Manipulation"],
+        "runbook": "Check the change ticket; revoke the role if nobody can vouch for it.",
+        "reference": "https://help.okta.com/en-us/content/topics/security/administrators-admin-comparison.htm",
+        "reports": {"MITRE ATT&CK": ["TA0003:T1098"]},
+        "dedupPeriodMinutes": 60,
+        "threshold": 1,
+        "summaryAttributes": ["actor:alternateId", "client:ipAddress"],
+        "inlineFilters": None,
+        "outputIDs": [],
+        "tests": [],
+        "managed": True,
+        "body": "def rule(event): ...",
+        "createdAt": "2025-03-02T08:15:00Z",
+        "createdBy": PANTHER_SYSTEM,
+        "createdByExternal": "",
+        "lastModified": "2026-07-01T16:40:03.5Z",
+    },
+    {
+        "id": "Okta.BruteForceLogins",
+        "displayName": "Okta Brute Force Logins",
+        "description": "Many failed Okta sign-ins for one user from one address.",
+        "enabled": True,
+        "severity": "MEDIUM",
+        "logTypes": ["Okta.SystemLog"],
+        "tags": ["Okta", "Credential Access:Brute Force"],
+        "runbook": "Block the source address at the edge and ask the user to reset their password.",
+        "reference": "https://attack.mitre.org/techniques/T1110/",
+        "reports": {"MITRE ATT&CK": ["TA0006:T1110"]},
+        "dedupPeriodMinutes": 15,
+        "threshold": 5,
+        "summaryAttributes": ["client:ipAddress", "actor:alternateId"],
+        "inlineFilters": None,
+        "outputIDs": [],
+        "tests": [],
+        "managed": False,
+        "body": "def rule(event): ...",
+        "createdAt": "2025-05-19T13:20:00Z",
+        "createdBy": {"id": "0d1e2f3a-4b5c-6d7e-8f90-a1b2c3d4e5f6", "type": "user"},
+        "createdByExternal": "",
+        "lastModified": "2026-03-08T10:11:12.000000001Z",
+    },
+    {
+        "id": "GitHub.Repo.MadePublic",
+        "displayName": "GitHub Repository Made Public",
+        "description": "A private repository of the organisation was made public.",
+        "enabled": True,
+        "severity": "MEDIUM",
+        "logTypes": ["GitHub.Audit"],
+        "tags": ["GitHub", "Exfiltration:Transfer Data to Cloud Account"],
+        "runbook": "Ask the repository owner; switch it back to private unless it was intended.",
+        "reference": "https://docs.github.com/en/repositories",
+        "reports": {"MITRE ATT&CK": ["TA0010:T1537"]},
+        "dedupPeriodMinutes": 60,
+        "threshold": 1,
+        "summaryAttributes": ["actor", "repo"],
+        "inlineFilters": None,
+        "outputIDs": [],
+        "tests": [],
+        "managed": True,
+        "body": "def rule(event): ...",
+        "createdAt": "2025-02-11T10:00:00Z",
+        "createdBy": PANTHER_SYSTEM,
+        "createdByExternal": "",
+        "lastModified": "2026-05-22T07:45:30.250Z",
+    },
+]
+
+SCHEDULED_RULES: list[JSON] = [
+    {
+        "id": "AWS.CloudTrail.UnusedRegion",
+        "displayName": "API Calls In Unused Region",
+        "description": "Activity in a region the organisation does not operate in.",
+        "enabled": True,
+        "severity": "MEDIUM",
+        "scheduledQueries": ["CloudTrail Unused Regions (hourly)"],
+        "tags": ["AWS", "Defense Evasion:Unused/Unsupported Cloud Regions"],
+        "runbook": "",
+        "reports": {"MITRE ATT&CK": ["TA0005:T1535"]},
+        "dedupPeriodMinutes": 60,
+        "threshold": 1,
+        "outputIDs": [],
+        "tests": [],
+        "managed": False,
+        "createdAt": "2025-06-01T00:00:00Z",
+        "lastModified": "2026-09-15T12:00:00Z",
+    },
+    {
+        "id": "Standard.ImpossibleTravel.Login",
+        "displayName": "Impossible Travel Login",
+        "description": "Two sign-ins by one user from places too far apart for the time between.",
+        "enabled": True,
+        "severity": "HIGH",
+        "scheduledQueries": ["Impossible Travel Logins (15 min)"],
+        "tags": ["Identity", "Initial Access:Valid Accounts"],
+        "runbook": "Call the user on a known number; suspend the session if they did not travel.",
+        "reference": "https://attack.mitre.org/techniques/T1078/",
+        "reports": {"MITRE ATT&CK": ["TA0001:T1078"]},
+        "dedupPeriodMinutes": 60,
+        "threshold": 1,
+        "summaryAttributes": ["user"],
+        "outputIDs": [],
+        "tests": [],
+        "managed": False,
+        "body": "def rule(event): ...",
+        "createdAt": "2025-07-09T09:00:00Z",
+        "createdBy": {"id": "0d1e2f3a-4b5c-6d7e-8f90-a1b2c3d4e5f6", "type": "user"},
+        "createdByExternal": "",
+        "lastModified": "2026-10-30T18:22:09.004Z",
+    },
+]
+
+POLICIES: list[JSON] = [
+    {
+        "id": "AWS.S3.Bucket.PublicRead",
+        "displayName": "S3 Bucket Public Read",
+        "description": "The bucket's ACL or policy grants read access to everyone.",
+        "enabled": True,
+        "severity": "CRITICAL",
+        "resourceTypes": ["AWS.S3.Bucket"],
+        "suppressions": [],
+        "tags": ["AWS", "Collection:Data from Cloud Storage Object"],
+        "reports": {"MITRE ATT&CK": ["TA0009:T1530"]},
+        "outputIDs": [],
+        "tests": [],
+        "managed": True,
+        "createdAt": "2025-02-11T10:00:00Z",
+        "lastModified": "2026-01-20T08:00:00Z",
+    },
+    {
+        "id": "AWS.EC2.SecurityGroup.OpenSSH",
+        "displayName": "Security Group Allows SSH From Anywhere",
+        "description": "An EC2 security group allows inbound port 22 from 0.0.0.0/0.",
+        "enabled": True,
+        "severity": "HIGH",
+        "resourceTypes": ["AWS.EC2.SecurityGroup"],
+        "suppressions": ["aws::ec2::sg-bastion*"],
+        "tags": ["AWS", "Initial Access:External Remote Services"],
+        "reports": {"MITRE ATT&CK": ["TA0001:T1133"], "CIS": ["5.2"]},
+        "outputIDs": [],
+        "tests": [],
+        "managed": True,
+        "body": "def policy(resource): ...",
+        "createdAt": "2025-02-11T10:00:00Z",
+        "createdBy": PANTHER_SYSTEM,
+        "createdByExternal": "",
+        "lastModified": "2026-04-03T15:30:00.75Z",
+    },
+    {
+        "id": "AWS.KMS.CustomerManagedKey.RotationDisabled",
+        "displayName": "KMS Key Rotation Disabled",
+        "description": "A customer-managed KMS key does not rotate its material yearly.",
+        "enabled": True,
+        "severity": "LOW",
+        "resourceTypes": ["AWS.KMS.Key"],
+        "suppressions": [],
+        "tags": ["AWS", "Security Control"],
+        "reports": {"CIS": ["3.8"]},
+        "outputIDs": [],
+        "tests": [],
+        "managed": True,
+        "body": "def policy(resource): ...",
+        "createdAt": "2025-02-11T10:00:00Z",
+        "createdBy": PANTHER_SYSTEM,
+        "createdByExternal": "",
+        "lastModified": "2025-11-12T09:00:00Z",
+    },
+]
+
+SIMPLE_RULES: list[JSON] = [
+    {
+        "id": "Slack.AuditLogs.AppAdded",
+        "displayName": "Slack App Added",
+        "description": "A Slack app was installed in the workspace.",
+        "enabled": True,
+        "severity": "LOW",
+        "logTypes": ["Slack.AuditLogs"],
+        "tags": ["Slack", "Persistence:Office Application Startup"],
+        "runbook": "Check the app against the approved list; uninstall it if it is not there.",
+        "reports": {"MITRE ATT&CK": ["TA0003:T1137"]},
+        "dedupPeriodMinutes": 60,
+        "threshold": 1,
+        "detection": "MatchFilters:\n  - Key: action\n    Condition: Equals\n    Value: app_installed\n",
+        "alertTitle": "Slack app {{entity.app.name}} added",
+        "alertContext": "",
+        "dynamicSeverities": "",
+        "groupBy": "",
+        "inlineFilters": "",
+        "summaryAttributes": ["actor:user:email"],
+        "outputIDs": [],
+        "tests": [],
+        "managed": True,
+        "createdAt": "2025-09-01T12:00:00Z",
+        "createdBy": PANTHER_SYSTEM,
+        "createdByExternal": "",
+        "lastModified": "2026-02-17T14:05:59.123Z",
+    },
+]
+
+QUERIES: list[JSON] = [
+    {
+        "id": "1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901",
+        "name": "CloudTrail Unused Regions (hourly)",
+        "description": "Regions with CloudTrail activity outside the approved list, last hour.",
+        "sql": (
+            "SELECT awsRegion, count(*) AS n FROM panther_logs.public.aws_cloudtrail "
+            "WHERE p_occurs_since('1 hour') GROUP BY 1"
+        ),
+        "schedule": {"cron": "", "disabled": False, "rateMinutes": 60, "timeoutMinutes": 5},
+        "managed": False,
+        "createdAt": "2025-06-01T00:00:00Z",
+        "updatedAt": "2026-09-15T12:00:00Z",
+    },
+    {
+        "id": "6f0e9d8c-7b6a-4594-8372-61504f3e2d1c",
+        "name": "Impossible Travel Logins (15 min)",
+        "description": "Consecutive sign-ins per user whose implied speed exceeds 1000 km/h.",
+        "sql": (
+            "SELECT actor:alternateId AS user, client:geographicalContext AS geo, p_event_time "
+            "FROM panther_logs.public.okta_systemlog WHERE p_occurs_since('15 minutes') "
+            "AND eventType = 'user.session.start'"
+        ),
+        "schedule": {"cron": "*/15 * * * *", "disabled": False, "rateMinutes": 0,
+                     "timeoutMinutes": 3},
+        "managed": False,
+        "createdAt": "2025-07-09T09:00:00Z",
+        "updatedAt": "2026-10-30T18:20:41Z",
+    },
+    {
+        "id": "a7b8c9d0-e1f2-4a3b-8c4d-5e6f7a8b9c0d",
+        "name": "Failed Okta logins by IP (ad hoc)",
+        "description": "Saved investigation query; not scheduled.",
+        "sql": (
+            "SELECT client:ipAddress AS ip, count(*) AS failures "
+            "FROM panther_logs.public.okta_systemlog "
+            "WHERE outcome:result = 'FAILURE' AND p_occurs_since('1 day') "
+            "GROUP BY 1 ORDER BY 2 DESC"
+        ),
+        "schedule": {"cron": "", "disabled": True, "rateMinutes": 0, "timeoutMinutes": 0},
+        "managed": False,
+        "createdAt": "2026-01-04T10:30:00Z",
+        "updatedAt": "2026-01-04T10:30:00Z",
+    },
+]
+
+# --- alert flavours -------------------------------------------------------------------------
+# Each returns (title, context) for one alert of its detection; drawn from the simulator's seeded
+# Random so that a seed reproduces the same alerts.
+
+USERS = ["ops-admin", "jdoe", "asmith", "mgarcia", "li.wei", "svc-deploy", "k.nakamura", "pmartin"]
+ANALYSTS = [
+    "0d1e2f3a-4b5c-6d7e-8f90-a1b2c3d4e5f6",
+    "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+    "16fd2706-8baf-433b-82eb-8c7fada847da",
+]
+REGIONS = ["us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-2"]
+UNUSED_REGIONS = ["ap-southeast-3", "me-south-1", "af-south-1", "sa-east-1", "ap-east-1"]
+ACCOUNTS = ["123456789012", "210987654321", "555566667777"]
+CITIES = [("Paris", "FR"), ("Lagos", "NG"), ("Sydney", "AU"), ("Toronto", "CA"),
+          ("Singapore", "SG"), ("Sao Paulo", "BR"), ("Frankfurt", "DE")]
+
+Flavor = Callable[[random.Random], tuple[str, JSON | None]]
+
+
+def _ip(rng: random.Random) -> str:
+    """Documentation address ranges (RFC 5737): realistic-looking, never anyone's real host."""
+    prefix = rng.choice(["203.0.113", "198.51.100", "192.0.2"])
+    return f"{prefix}.{rng.randint(1, 254)}"
+
+
+def _uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _console_login(rng: random.Random) -> tuple[str, JSON | None]:
+    user, ip = rng.choice(USERS), _ip(rng)
+    account = rng.choice(ACCOUNTS)
+    return f"Console login without MFA by {user} from {ip}", {
+        "sourceIPAddress": ip,
+        "userIdentity": {
+            "type": "IAMUser",
+            "userName": user,
+            "arn": f"arn:aws:iam::{account}:user/{user}",
+        },
+        "awsRegion": rng.choice(REGIONS),
+        "mfaUsed": "No",
+    }
+
+
+def _root_activity(rng: random.Random) -> tuple[str, JSON | None]:
+    event = rng.choice(["ConsoleLogin", "CreateAccessKey", "PutBucketPolicy", "DeleteTrail"])
+    ip = _ip(rng)
+    return f"Root account activity: {event} from {ip}", {
+        "eventName": event,
+        "sourceIPAddress": ip,
+        "recipientAccountId": rng.choice(ACCOUNTS),
+        "userAgent": rng.choice(["aws-cli/2.15.30", "console.amazonaws.com", "Boto3/1.34.69"]),
+        "userIdentity": {"type": "Root", "principalId": rng.choice(ACCOUNTS)},
+    }
+
+
+def _okta_admin(rng: random.Random) -> tuple[str, JSON | None]:
+    actor, target = rng.sample(USERS, 2)
+    role = rng.choice(["SUPER_ADMIN", "ORG_ADMIN", "APP_ADMIN", "HELP_DESK_ADMIN"])
+    city, country = rng.choice(CITIES)
+    return f"Okta admin role {role} assigned to {target} by {actor}", {
+        "actor": {"alternateId": f"{actor}@acme.example", "type": "User"},
+        "target": [{"alternateId": f"{target}@acme.example", "type": "User", "role": role}],
+        "client": {
+            "ipAddress": _ip(rng),
+            "geographicalContext": {"city": city, "country": country},
+        },
+    }
+
+
+def _okta_bruteforce(rng: random.Random) -> tuple[str, JSON | None]:
+    user, ip = rng.choice(USERS), _ip(rng)
+    return f"Brute force logins for {user}@acme.example from {ip}", {
+        "ip": ip,
+        "user": f"{user}@acme.example",
+        "failedAttempts": rng.randint(5, 60),
+        "outcome": {"result": "FAILURE", "reason": "INVALID_CREDENTIALS"},
+    }
+
+
+def _github_public(rng: random.Random) -> tuple[str, JSON | None]:
+    repo = rng.choice(["billing-api", "infra-terraform", "ml-experiments", "docs-internal"])
+    actor = rng.choice(USERS)
+    return f"Repository acme/{repo} made public by {actor}", {
+        "org": "acme",
+        "repo": f"acme/{repo}",
+        "actor": actor,
+        "visibility": {"from": "private", "to": "public"},
+    }
+
+
+def _unused_region(rng: random.Random) -> tuple[str, JSON | None]:
+    region = rng.choice(UNUSED_REGIONS)
+    return f"API calls from an unused region ({region})", {
+        "region": region,
+        "accounts": sorted(rng.sample(ACCOUNTS, rng.randint(1, 2))),
+    }
+
+
+def _impossible_travel(rng: random.Random) -> tuple[str, JSON | None]:
+    user = rng.choice(USERS)
+    (city_a, country_a), (city_b, country_b) = rng.sample(CITIES, 2)
+    return f"Impossible travel for {user}: {city_a} to {city_b}", {
+        "user": f"{user}@acme.example",
+        "locations": [
+            {"city": city_a, "country": country_a, "ip": _ip(rng)},
+            {"city": city_b, "country": country_b, "ip": _ip(rng)},
+        ],
+        "speedKmh": rng.randint(1200, 9000),
+    }
+
+
+def _s3_public(rng: random.Random) -> tuple[str, JSON | None]:
+    bucket = rng.choice(["acme-public-assets", "acme-exports", "acme-logs-archive", "tmp-share"])
+    context = {
+        "resourceId": f"arn:aws:s3:::{bucket}",
+        "accountId": rng.choice(ACCOUNTS),
+        "region": rng.choice(REGIONS),
+    }
+    # Policy alerts often carry no context at all (shared/api/examples/panther-alert-policy.json).
+    return f"S3 bucket {bucket} allows public read", context if rng.random() < 0.5 else None
+
+
+def _open_ssh(rng: random.Random) -> tuple[str, JSON | None]:
+    group = f"sg-{rng.getrandbits(68):017x}"
+    return f"Security group {group} allows SSH from 0.0.0.0/0", {
+        "resourceId": group,
+        "vpcId": f"vpc-{rng.getrandbits(32):08x}",
+        "region": rng.choice(REGIONS),
+        "ipPermissions": [{"fromPort": 22, "toPort": 22, "ipRanges": ["0.0.0.0/0"]}],
+    }
+
+
+def _kms_rotation(rng: random.Random) -> tuple[str, JSON | None]:
+    key = _uuid(rng)
+    context = {"keyId": key, "accountId": rng.choice(ACCOUNTS), "keyRotationEnabled": False}
+    return f"KMS key {key} has rotation disabled", context if rng.random() < 0.6 else None
+
+
+def _slack_app(rng: random.Random) -> tuple[str, JSON | None]:
+    app = rng.choice(["Giphy", "Polly", "Zapier", "Google Drive", "Unknown Bot"])
+    user = rng.choice(USERS)
+    return f"Slack app {app} added", {
+        "action": "app_installed",
+        "entity": {"app": {"name": app, "is_distributed": rng.random() < 0.5}},
+        "actor": {"user": {"email": f"{user}@acme.example", "name": user}},
+    }
+
+
+FLAVORS: dict[str, Flavor] = {
+    "AWS.Console.LoginWithoutMFA": _console_login,
+    "AWS.CloudTrail.RootActivity": _root_activity,
+    "Okta.AdminRoleAssigned": _okta_admin,
+    "Okta.BruteForceLogins": _okta_bruteforce,
+    "GitHub.Repo.MadePublic": _github_public,
+    "AWS.CloudTrail.UnusedRegion": _unused_region,
+    "Standard.ImpossibleTravel.Login": _impossible_travel,
+    "AWS.S3.Bucket.PublicRead": _s3_public,
+    "AWS.EC2.SecurityGroup.OpenSSH": _open_ssh,
+    "AWS.KMS.CustomerManagedKey.RotationDisabled": _kms_rotation,
+    "Slack.AuditLogs.AppAdded": _slack_app,
+}
+
+
+def generic_flavor(detection: JSON) -> Flavor:
+    """For detections added at runtime: the display name plus an entity, like most real titles."""
+    name = detection.get("displayName") or detection.get("id") or "Unnamed detection"
+
+    def flavor(rng: random.Random) -> tuple[str, JSON | None]:
+        user, ip = rng.choice(USERS), _ip(rng)
+        return f"{name}: {user} from {ip}", {"user": user, "sourceIp": ip}
+
+    return flavor
+
+
+DETECTION_ERRORS = [
+    "KeyError('requestParameters')",
+    "AttributeError(\"'NoneType' object has no attribute 'get'\")",
+    "TypeError('string indices must be integers')",
+    "TimeoutError('rule execution exceeded 3s')",
+]
+
+SYSTEM_ERRORS: list[tuple[str, str, str]] = [
+    # (title template, source type, system error type)
+    ("Log source {name} has not sent data for {hours} hours", "aws-s3", "SOURCE_NO_DATA"),
+    ("Log source {name} failed to assume its IAM role", "aws-s3", "SOURCE_CLASSIFICATION_FAILURES"),
+    ("Destination {name} failed to deliver alerts", "slack", "OUTPUT_DELIVERY_FAILURE"),
+]
+SOURCE_NAMES = ["cloudtrail-prod", "okta-systemlog", "github-audit", "vpc-flow-eu", "soc-slack"]
