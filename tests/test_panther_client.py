@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -110,7 +109,7 @@ class TestListAlerts:
             detection_ids=["AWS.Root.Login"],
             log_types=["AWS.CloudTrail", "Okta.SystemLog"],
             sort_dir="desc",
-            cursor="abc==",
+            cursor="ab+c/d==",
             limit=10,
         )
         [params] = sent_params(mock)
@@ -127,12 +126,13 @@ class TestListAlerts:
             ("log-type", "AWS.CloudTrail"),
             ("log-type", "Okta.SystemLog"),
             ("limit", "10"),
-            ("cursor", "abc=="),
+            ("cursor", "ab+c/d=="),
         ]
         [(_, url, _)] = calls(mock)
         assert "status=OPEN" in url and "status=TRIAGED" in url
         assert "status%5B%5D" not in url and "status[]" not in url
         assert "created-after=2025-01-02T03:04:05.123456Z" in url
+        assert "cursor=ab%2Bc/d%3D%3D" in url  # base64 cursors survive the query string
 
     @pytest.mark.parametrize(("limit", "page_size", "sent"), [(200, 50, "50"), (None, 80, "50"),
                                                               (None, 20, "20"), (7, 80, "7")])
@@ -309,7 +309,7 @@ class TestFaults:
             ({"results": None}, "no 'results' list (missing)"),
             ([alert("a")], "JSON that is not an object (list)"),
             ({"results": [alert("a"), "b"]}, "result #1 that is not an object (str)"),
-            ({"results": [], "next": 5}, "'next' cursor that is not a string (int)"),
+            ({"results": [], "next": 5}, "a 'next' cursor that is not a string (int)"),
         ],
     )
     async def test_bad_envelope(
@@ -322,7 +322,7 @@ class TestFaults:
 
     async def test_timeout(self, mock: MockHttp, client: PantherClient) -> None:
         """A timeout is a retriable TransportError."""
-        mock.get(ALERTS, exception=asyncio.TimeoutError())
+        mock.get(ALERTS, exception=TimeoutError())
         exc = await self.raises(client, TransportError)
         assert exc.retriable
         assert str(exc).startswith("panther GET /alerts failed: TimeoutError")
@@ -343,7 +343,7 @@ class TestFaults:
         self, mock: MockHttp, client: PantherClient, metrics: Metrics
     ) -> None:
         """No response is counted with code 0."""
-        mock.get(ALERTS, exception=asyncio.TimeoutError())
+        mock.get(ALERTS, exception=TimeoutError())
         with pytest.raises(TransportError):
             await client.list_alerts()
         labels = {"target": "panther", "endpoint": "/alerts", "code": "0"}
