@@ -60,7 +60,7 @@ async def post(
     body: object,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, Any, aiohttp.ClientResponse]:
-    """POST a JSON body to the alerts endpoint; return status, parsed body (or None) and response."""
+    """POST to the alerts endpoint; return the status, the parsed body (or None), the response."""
     data = body if isinstance(body, bytes) else orjson.dumps(body)
     all_headers = {"Content-Type": "application/json", **AUTH, **(headers or {})}
     async with session.post(f"{url}/data/v2/alerts", data=data, headers=all_headers) as response:
@@ -104,7 +104,6 @@ class TestValidateAlert:
             ({"log_types": [str(i) for i in range(31)]}, "log_types: at most 30 items, got 31"),
             ({"score": 1.5}, "score: must be a string, an integer or a list"),
             ({"flag": False}, "flag: must be a string, an integer or a list"),
-            ({"severity": None}, "severity: null is not allowed"),
             ({"incident_identifier": ""}, "incident_identifier: must be a non-empty string"),
             ({"app_key": "k"}, "app_key: belongs at the top level"),
         ],
@@ -118,6 +117,12 @@ class TestValidateAlert:
         assert problem == (
             "timestamp: must be an integer of epoch seconds, got 1732000000123 (milliseconds?)"
         )
+
+    def test_null_is_rejected(self) -> None:
+        assert validate_alert({**alert(), "severity": None}) == [
+            "severity: null is not allowed: omit the key instead"
+        ]
+        assert validate_alert({**alert(), "timestamp": None})[0].startswith("timestamp: null")
 
     def test_not_an_object(self) -> None:
         assert validate_alert(["status", "ok"]) == ["alert: must be a JSON object, got array"]

@@ -62,8 +62,6 @@ MS_THRESHOLD = 10**11
 # BIGPANDA.md documents no payload limit, so do not let aiohttp's 1 MiB default invent one.
 MAX_BODY = 256 * 1024 * 1024
 
-_RECEIVE_TIME = "bigpanda.received"
-_RECORD = "bigpanda.record"
 
 Problem = tuple[str, str]  # (field path, what is wrong with it); "" is the alert itself
 
@@ -88,6 +86,14 @@ class RequestRecord:
     alert_count: int
     body: bytes
     headers: dict[str, str]
+
+
+# What the logging middleware hands the handlers: the request's log entry and its wall-clock time.
+_ARRIVAL: Any = (
+    web.RequestKey("bigpanda.arrival", tuple)
+    if hasattr(web, "RequestKey")  # aiohttp >= 3.12 warns about plain string keys
+    else "bigpanda.arrival"
+)
 
 
 @dataclass
@@ -298,6 +304,16 @@ def _json_type(value: object) -> str:
     )
 
 
+class _Rejected(Exception):
+    """A request answered with a failure status and a JSON body naming the problems."""
+
+    def __init__(self, status: int, errors: list[str], headers: dict[str, str] | None = None):
+        super().__init__(errors[0] if errors else str(status))
+        self.status = status
+        self.errors = errors
+        self.headers = headers or {}
+
+
 # --- faults ------------------------------------------------------------------------------------
 
 
@@ -337,6 +353,23 @@ def _parse_status_token(token: str) -> _Fault:
     return _Fault("status", status=int(code), retry_after=retry_after)
 
 
+async def _misbehave(request: web.Request, fault: _Fault) -> None:
+    """Apply a scripted fault: answer a failure without processing, drop the line, or stall."""
+    if fault.kind == "status":
+        headers = {}
+        if fault.retry_after is not None:
+            headers["Retry-After"] = _retry_after_header(fault.retry_after)
+        raise _Rejected(fault.status, [f"scripted {fault.status}"], headers)
+    if fault.kind == "reset":
+        # The client must see a dropped connection, not a response: abort the socket and end the
+        # handler the way aiohttp ends one whose peer went away.
+        if request.transport is not None:
+            request.transport.abort()
+        raise asyncio.CancelledError
+    if fault.kind == "slow":
+        await asyncio.sleep(fault.delay)
+
+
 def _retry_after_header(value: str) -> str:
     if value.lower().startswith("date:"):
         return formatdate(time.time() + float(value[5:]), usegmt=True)
@@ -351,16 +384,6 @@ def _parse_steps(spec: str) -> list[str]:
 
 
 # --- the simulator -----------------------------------------------------------------------------
-
-
-class _Rejected(Exception):
-    """A request answered with a failure status and a JSON body naming the problems."""
-
-    def __init__(self, status: int, errors: list[str], headers: dict[str, str] | None = None):
-        super().__init__(errors[0] if errors else str(status))
-        self.status = status
-        self.errors = errors
-        self.headers = headers or {}
 
 
 class BigPandaSimulator:
@@ -433,8 +456,7 @@ class BigPandaSimulator:
             headers=_redacted(request),
         )
         self.requests.append(record)
-        request[_RECORD] = record
-        request[_RECEIVE_TIME] = time.time()
+        request[_ARRIVAL] = (record, time.time())
         try:
             response = await handler(request)
         except _Rejected as exc:
@@ -446,7 +468,7 @@ class BigPandaSimulator:
         raise _Rejected(404, [f"no such resource: {request.method} {request.path}"])
 
     async def _post_alerts(self, request: web.Request) -> web.StreamResponse:
-        record: RequestRecord = request[_RECORD]
+        record, received_at = request[_ARRIVAL]
         body, json_error = _loads(record.body)
         record.alert_count = _count_alerts(body)
         if self.latency > 0:
@@ -455,17 +477,7 @@ class BigPandaSimulator:
             raise _Rejected(self._outage_status, [f"simulated outage ({self._outage_status})"])
         fault = self._script.pop(0) if self._script else None
         if fault is not None:
-            if fault.kind == "status":
-                headers = {}
-                if fault.retry_after is not None:
-                    headers["Retry-After"] = _retry_after_header(fault.retry_after)
-                raise _Rejected(fault.status, [f"scripted {fault.status}"], headers)
-            if fault.kind == "reset":
-                # The client must see a dropped connection, not a response.
-                request.transport.abort()  # type: ignore[union-attr]
-                raise asyncio.CancelledError
-            if fault.kind == "slow":
-                await asyncio.sleep(fault.delay)
+            await _misbehave(request, fault)
         self._authorize(request)
         if request.content_type != "application/json":
             got = request.content_type
@@ -473,7 +485,7 @@ class BigPandaSimulator:
         if json_error is not None:
             raise _Rejected(400, [f"body: invalid JSON: {json_error}"])
         app_key, alerts = self._parse(body)
-        received = int(request[_RECEIVE_TIME])
+        received = int(received_at)
         if fault is not None and fault.kind == "job":
             return self._start_job(request, app_key, alerts, received, absolute=fault.absolute)
         created, duplicates = self._accept(app_key, alerts, received)
