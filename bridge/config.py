@@ -647,7 +647,8 @@ def _unknown_key(loc: tuple[str | int, ...], overridden: dict[str, Any]) -> str:
     if _has_path(overridden, loc):
         what += f" set by {_env_name(loc)}"
     valid = list(parent.model_fields) if parent is not None else []
-    close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+    # 0.7 rather than difflib's 0.6: at 0.6 `extra` "means" `retry`, which misleads more than helps.
+    close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.7)
     if close:
         return f"{what} (did you mean {close[0]}?)"
     return f"{what}; valid keys here: {', '.join(valid)}"

@@ -83,9 +83,9 @@ class Dispatcher:
         self._fresh = self._fresh or fresh
         self._wake.set()
 
-    @property
-    def busy(self) -> bool:
-        return bool(self._tasks)
+    def paused_for(self, now: float) -> float:
+        """Seconds the sender stays paused (rate limit or refused credentials); 0 when not."""
+        return max(0.0, self._paused_until - now)
 
     # -- the loop ------------------------------------------------------------------------------
 

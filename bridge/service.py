@@ -1,0 +1,299 @@
+"""The bridge process: wires config, state, clients and loops, and runs them under one TaskGroup.
+
+`Bridge.run()` is the long-running service; `Bridge.once()` is one full cycle for cron, backfills
+and smoke tests. Every loop reads in one screen; the work lives in named methods of the parts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from bridge.bigpanda.client import BigPandaClient
+from bridge.config import Settings
+from bridge.dispatch import Dispatcher, JobTracker
+from bridge.errors import ApiError, AuthError, BridgeError
+from bridge.health import Health
+from bridge.logs import scrubber
+from bridge.metrics import Metrics
+from bridge.normalize import MappingRules
+from bridge.outbox import Outbox
+from bridge.panther.client import PantherClient
+from bridge.poller import Poller, PollResult
+from bridge.retry import RetryPolicy
+from bridge.server import build_app
+
+log = structlog.get_logger("bridge.service")
+
+GAUGE_INTERVAL = 5.0
+PRUNE_AFTER = 7 * 86_400.0
+
+
+class Bridge:
+    """One bridge: `async with Bridge(settings) as bridge: await bridge.run(stopping)`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.health = Health(poll_interval=settings.panther.poll_interval, clock=clock)
+        self.policy = RetryPolicy(
+            initial_backoff=settings.retry.initial_backoff,
+            max_backoff=settings.retry.max_backoff,
+            give_up_after=settings.retry.give_up_after,
+            max_retry_after=settings.retry.max_retry_after,
+        )
+        self.server_url: str | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.outbox: Outbox
+        self.panther: PantherClient
+        self.bigpanda: BigPandaClient
+        self.poller: Poller
+        self.dispatcher: Dispatcher
+        self.jobs: JobTracker
+        self._poll_failures = 0
+
+    async def __aenter__(self) -> Bridge:
+        s = self.settings
+        panther_token = s.panther.api_token.get_secret_value()
+        bigpanda_token = s.bigpanda.api_token.get_secret_value()
+        scrubber.register([panther_token, bigpanda_token])
+        self.outbox = Outbox.open(s.state.path)
+        self.health.state_open = True
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max(8, 2 * s.bigpanda.max_in_flight)),
+            trust_env=True,
+        )
+        self.panther = PantherClient(
+            self._session,
+            api_url=s.panther.api_url,
+            api_token=panther_token,
+            timeout=s.panther.timeout,
+            page_size=s.panther.page_size,
+            metrics=self.metrics,
+        )
+        self.bigpanda = BigPandaClient(
+            self._session,
+            api_url=s.bigpanda.api_url,
+            api_token=bigpanda_token,
+            timeout=s.bigpanda.timeout,
+            metrics=self.metrics,
+        )
+        rules = MappingRules(console_url=s.panther.console_url)
+        app_key = s.bigpanda.app_key
+        self.poller = Poller(
+            self.panther,
+            self.outbox,
+            self.metrics,
+            app_key_for=lambda _alert: app_key,
+            rules=rules,
+            initial_lookback=s.panther.initial_lookback,
+            overlap=s.panther.overlap,
+            clock=self.clock,
+        )
+        self.dispatcher = Dispatcher(
+            self.bigpanda,
+            self.outbox,
+            self.metrics,
+            self.health,
+            batch_size=s.bigpanda.batch_size,
+            max_in_flight=s.bigpanda.max_in_flight,
+            policy=self.policy,
+            job_timeout=s.bigpanda.job_timeout,
+            clock=self.clock,
+        )
+        self.jobs = JobTracker(
+            self.bigpanda,
+            self.outbox,
+            self.metrics,
+            self.dispatcher,
+            poll_interval=s.bigpanda.job_poll_interval,
+            policy=self.policy,
+            clock=self.clock,
+        )
+        self.refresh_gauges()
+        watermark = self.outbox.watermark()
+        if watermark is not None:
+            self.metrics.watermark.set(watermark)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+        self.health.state_open = False
+        self.outbox.close()
+
+    # -- one Panther cycle -------------------------------------------------------------------------
+
+    async def poll_cycle(self) -> PollResult | None:
+        """Read new alerts into the outbox; on failure log, count, and leave the watermark alone."""
+        started = self.clock()
+        try:
+            result = await self.poller.poll_head()
+        except AuthError as exc:
+            self.health.panther_refused = str(exc)[:500]
+            self.health.last_poll_error = str(exc)[:500]
+            log.error("poll.unauthorized", status=exc.status, error=str(exc)[:500])
+            return None
+        except BridgeError as exc:
+            self._poll_failures += 1
+            self.health.last_poll_error = str(exc)[:500]
+            reason = "rate_limited" if getattr(exc, "status", 0) == 429 else "error"
+            self.metrics.retries.labels(target="panther", reason=reason).inc()
+            log.warning(
+                "poll.failed",
+                error=str(exc)[:500],
+                status=getattr(exc, "status", 0),
+                consecutive_failures=self._poll_failures,
+            )
+            return None
+        self._poll_failures = 0
+        self.health.poll_succeeded()
+        self.metrics.last_successful_poll.set(self.clock())
+        if result.new_events:
+            self.dispatcher.wake(fresh=True)
+        log.info(
+            "poll.completed",
+            pages=result.pages,
+            alerts_seen=result.seen,
+            new_events=result.new_events,
+            rejected=result.rejected,
+            seconds=round(self.clock() - started, 3),
+        )
+        return result
+
+    def poll_delay(self) -> float:
+        """The wait before the next poll: the interval, longer after repeated failures."""
+        interval = self.settings.panther.poll_interval
+        if self._poll_failures:
+            return min(self.policy.max_backoff, interval + self.policy.delay(self._poll_failures))
+        return interval
+
+    # -- the service ---------------------------------------------------------------------------
+
+    async def run(self, stopping: asyncio.Event, *, serve: bool = True) -> None:
+        """Poll, deliver, track jobs and serve metrics until `stopping` is set; then drain."""
+        runner = await self._start_server() if serve else None
+        log.info(
+            "bridge.started",
+            panther=self.settings.panther.api_url,
+            bigpanda=self.settings.bigpanda.api_url,
+            state=str(self.settings.state.path),
+            metrics=f"{self.server_url}/metrics" if self.server_url else None,
+        )
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._poll_loop(stopping), name="poll")
+                tg.create_task(self._deliver(stopping), name="dispatch")
+                tg.create_task(self.jobs.run(stopping), name="jobs")
+                tg.create_task(self._housekeeping(stopping), name="housekeeping")
+        finally:
+            self.refresh_gauges()
+            if runner is not None:
+                await runner.cleanup()
+            log.info("bridge.stopped", **self.outbox.counts())
+
+    async def _poll_loop(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            await self.poll_cycle()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self.poll_delay())
+
+    async def _deliver(self, stopping: asyncio.Event) -> None:
+        """The dispatcher, with in-flight batches given `shutdown_grace` to finish on stop."""
+        wake_on_stop = asyncio.create_task(self._wake_dispatcher_on(stopping))
+        try:
+            await self.dispatcher.run(stopping)
+        finally:
+            wake_on_stop.cancel()
+
+    async def _wake_dispatcher_on(self, stopping: asyncio.Event) -> None:
+        await stopping.wait()
+        self.dispatcher.wake()
+
+    async def _housekeeping(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            self.refresh_gauges()
+            self.outbox.prune(delivered_before=self.clock() - PRUNE_AFTER)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), GAUGE_INTERVAL)
+
+    def refresh_gauges(self) -> None:
+        counts = self.outbox.counts()
+        self.metrics.outbox_events.set(counts["pending"] + counts["job"])
+        self.metrics.dead_letter_events.set(counts["dead_letters"])
+        self.metrics.jobs_in_flight.set(counts["jobs"])
+
+    async def _start_server(self) -> web.AppRunner:
+        runner = web.AppRunner(build_app(self.metrics, self.health), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.server.host, self.settings.server.port)
+        await site.start()
+        server = site._server  # noqa: SLF001 - aiohttp offers no public accessor for the port
+        port = server.sockets[0].getsockname()[1] if server and server.sockets else 0
+        host = self.settings.server.host
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        self.server_url = f"http://{shown}:{port}"
+        return runner
+
+    # -- one full cycle --------------------------------------------------------------------------
+
+    async def once(self, *, timeout: float = 120.0) -> bool:
+        """Poll once, deliver, wait for jobs; True when the poll worked and nothing is pending."""
+        polled = await self.poll_cycle()
+        drained = await self.drain(timeout=timeout)
+        return polled is not None and drained
+
+    async def backfill(self, since: float, until: float, *, timeout: float = 300.0) -> bool:
+        """Re-read [since, until) and deliver what was never recorded; the watermark stays put."""
+        try:
+            result = await self.poller.read_window(since, until, advance_watermark=False)
+        except BridgeError as exc:
+            log.error("backfill.failed", error=str(exc)[:500])
+            return False
+        log.info(
+            "backfill.read", pages=result.pages, alerts_seen=result.seen,
+            new_events=result.new_events, rejected=result.rejected,
+        )
+        return await self.drain(timeout=timeout)
+
+    async def drain(self, *, timeout: float) -> bool:
+        """Deliver until nothing is pending and no job is open, or `timeout` passes."""
+        deadline = self.clock() + timeout
+        while True:
+            await self.dispatcher.step()
+            await self.dispatcher.wait_in_flight()
+            await self.jobs.poll_all()
+            counts = self.outbox.counts()
+            if counts["pending"] == 0 and counts["jobs"] == 0:
+                break
+            now = self.clock()
+            if now >= deadline:
+                break
+            next_due = self.outbox.next_due_at()
+            wait = self.settings.bigpanda.job_poll_interval if counts["jobs"] else 1.0
+            if next_due is not None and counts["pending"]:
+                wait = min(wait, max(0.0, next_due - now), self.dispatcher.paused_for(now) or wait)
+            await asyncio.sleep(min(max(wait, 0.01), max(0.0, deadline - now)))
+        self.refresh_gauges()
+        counts = self.outbox.counts()
+        log.info("drain.completed", **counts)
+        return counts["pending"] == 0 and counts["jobs"] == 0

@@ -1,0 +1,450 @@
+"""Tests for bridge.config: loading, expansion, overrides, error messages and rendering."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bridge.config import (
+    Settings,
+    format_duration,
+    iter_fields,
+    load_config,
+    parse_duration,
+    render_effective,
+)
+from bridge.errors import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "bridge.example.yaml"
+SECRET = "tok-Zq8vUnmistakable-9f3"  # distinctive: asserted absent from every message and render
+
+MINIMAL = """\
+panther:
+  api_url: https://api.acme.runpanther.net
+  api_token: ptok
+bigpanda:
+  api_token: btok
+  app_key: appkey
+"""
+
+WriteConfig = Callable[[str], Path]
+
+
+@pytest.fixture
+def write(tmp_path: Path) -> WriteConfig:
+    """Write YAML text to a fresh config file and return its path."""
+
+    def _write(text: str) -> Path:
+        path = tmp_path / "bridge.yaml"
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return _write
+
+
+def problems_of(path: Path | None, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {} if environ is None else environ)
+    assert str(caught.value) == "\n".join(caught.value.problems)
+    return caught.value.problems
+
+
+class TestDefaults:
+    """A config with only the required keys gets the documented defaults."""
+
+    def test_defaults(self, write: WriteConfig) -> None:
+        settings = load_config(write(MINIMAL), {})
+        assert settings.panther.api_url == "https://api.acme.runpanther.net"
+        assert settings.panther.api_token.get_secret_value() == "ptok"
+        assert settings.panther.console_url is None
+        assert settings.panther.poll_interval == 30
+        assert settings.panther.initial_lookback == 3600
+        assert settings.panther.overlap == 120
+        assert settings.panther.page_size == 50
+        assert settings.panther.status_sync_interval == 60
+        assert settings.panther.track_for == 7 * 86400
+        assert settings.panther.timeout == 10
+        assert settings.bigpanda.api_url == "https://api.bigpanda.io"
+        assert settings.bigpanda.app_key == "appkey"
+        assert settings.bigpanda.batch_size == 100
+        assert settings.bigpanda.max_in_flight == 2
+        assert settings.bigpanda.timeout == 15
+        assert settings.bigpanda.job_poll_interval == 5
+        assert settings.bigpanda.job_timeout == 600
+        assert settings.state.path == "./data/bridge.db"
+        assert (settings.server.host, settings.server.port) == ("0.0.0.0", 9108)
+        assert settings.server.shutdown_grace == 20
+        assert (settings.logging.level, settings.logging.format) == ("info", "auto")
+        assert settings.retry.initial_backoff == 1
+        assert settings.retry.max_backoff == 300
+        assert settings.retry.give_up_after == 86400
+        assert settings.retry.max_retry_after == 300
+
+    def test_trailing_slashes_stripped_and_level_lowercased(self, write: WriteConfig) -> None:
+        text = MINIMAL.replace("runpanther.net", "runpanther.net/")
+        text += "  api_url: https://eu-api.bigpanda.io/\nlogging:\n  level: WARNING\n"
+        text = text.replace("  api_token: ptok", "  api_token: ptok\n  console_url: https://c.io/")
+        settings = load_config(write(text), {})
+        assert settings.panther.api_url == "https://api.acme.runpanther.net"
+        assert settings.panther.console_url == "https://c.io"
+        assert settings.bigpanda.api_url == "https://eu-api.bigpanda.io"
+        assert settings.logging.level == "warning"
+
+    def test_empty_section_means_defaults(self, write: WriteConfig) -> None:
+        settings = load_config(write(MINIMAL + "server:\nretry: {}\n"), {})
+        assert settings.server.port == 9108
+
+
+class TestDurations:
+    """Durations are seconds or compact strings; anything else is refused with the accepted forms."""
+
+    @pytest.mark.parametrize(
+        ("value", "seconds"),
+        [
+            (30, 30.0),
+            (1.5, 1.5),
+            ("30", 30.0),
+            ("2.5", 2.5),
+            ("30s", 30.0),
+            ("5m", 300.0),
+            ("2h", 7200.0),
+            ("7d", 604800.0),
+            ("1m30s", 90.0),
+            ("250ms", 0.25),
+            ("1h30m", 5400.0),
+            (" 10s ", 10.0),
+        ],
+    )
+    def test_parses(self, value: object, seconds: float) -> None:
+        assert parse_duration(value) == seconds
+
+    @pytest.mark.parametrize("value", ["5x", "", "s", "5 m", "1M", "-5s", "abc", True, None, [1]])
+    def test_refuses(self, value: object) -> None:
+        with pytest.raises(ValueError, match="is not a duration: use seconds or 30s/5m/2h/7d"):
+            parse_duration(value)
+
+    def test_message_quotes_the_value(self) -> None:
+        with pytest.raises(ValueError) as caught:
+            parse_duration("5x")
+        assert str(caught.value) == "'5x' is not a duration: use seconds or 30s/5m/2h/7d"
+
+    @pytest.mark.parametrize(
+        ("seconds", "text"),
+        [(30, "30s"), (120, "2m"), (3600, "1h"), (604800, "7d"), (90, "1m30s"), (0.25, "250ms"),
+         (0, "0s"), (86400 + 1.5, "1d1s500ms")],
+    )
+    def test_formats_compactly_and_reads_back(self, seconds: float, text: str) -> None:
+        assert format_duration(seconds) == text
+        assert parse_duration(text) == seconds
+
+    def test_in_config(self, write: WriteConfig) -> None:
+        text = MINIMAL + "  timeout: 1m30s\n  job_poll_interval: 250ms\n"
+        text = text.replace("  api_token: ptok", "  api_token: ptok\n  overlap: 0\n  track_for: 2")
+        settings = load_config(write(text), {})
+        assert settings.bigpanda.timeout == 90
+        assert settings.bigpanda.job_poll_interval == 0.25
+        assert settings.panther.overlap == 0
+        assert settings.panther.track_for == 2
+
+    def test_bad_duration_in_config(self, write: WriteConfig) -> None:
+        text = MINIMAL.replace("  api_token: ptok", "  api_token: ptok\n  poll_interval: 5x")
+        assert problems_of(write(text)) == [
+            "panther.poll_interval: '5x' is not a duration: use seconds or 30s/5m/2h/7d"
+        ]
+
+    def test_zero_refused_where_meaningless(self, write: WriteConfig) -> None:
+        text = MINIMAL.replace("  api_token: ptok", "  api_token: ptok\n  poll_interval: 0s")
+        assert problems_of(write(text)) == ["panther.poll_interval: must be longer than 0s (got 0s)"]
+
+
+class TestEnvExpansion:
+    """`${VAR}` and `${VAR:-default}` expand in string values; `$${` is a literal `${`."""
+
+    def test_expands_variables(self, write: WriteConfig) -> None:
+        text = MINIMAL.replace("ptok", "${PT}").replace("appkey", "app-${KEY}-x")
+        settings = load_config(write(text), {"PT": "from-env", "KEY": "k1"})
+        assert settings.panther.api_token.get_secret_value() == "from-env"
+        assert settings.bigpanda.app_key == "app-k1-x"
+
+    def test_default_used_when_unset_or_empty(self, write: WriteConfig) -> None:
+        text = MINIMAL.replace("ptok", "${PT:-fallback}").replace("appkey", "${AK:-}z")
+        settings = load_config(write(text), {"AK": ""})
+        assert settings.panther.api_token.get_secret_value() == "fallback"
+        assert settings.bigpanda.app_key == "z"
+        settings = load_config(write(text), {"PT": "set"})
+        assert settings.panther.api_token.get_secret_value() == "set"
+
+    def test_dollar_dollar_is_literal(self, write: WriteConfig) -> None:
+        text = MINIMAL.replace("appkey", '"$${NOT_EXPANDED}"')
+        settings = load_config(write(text), {"NOT_EXPANDED": "oops"})
+        assert settings.bigpanda.app_key == "${NOT_EXPANDED}"
+
+    def test_whole_value_validates_as_int(self, write: WriteConfig) -> None:
+        settings = load_config(write(MINIMAL + "  batch_size: ${BATCH}\n"), {"BATCH": "123"})
+        assert settings.bigpanda.batch_size == 123
+
+    def test_expansion_cannot_change_structure(self, write: WriteConfig) -> None:
+        settings = load_config(write(MINIMAL.replace("appkey", "${AK}")), {"AK": "a: b\nc: [d]"})
+        assert settings.bigpanda.app_key == "a: b\nc: [d]"
+
+    def test_unset_variable_names_key_variable_and_fix(self, write: WriteConfig) -> None:
+        path = write(MINIMAL.replace("ptok", "${PANTHER_API_TOKEN}"))
+        assert problems_of(path) == [
+            f"panther.api_token: environment variable PANTHER_API_TOKEN is not set "
+            f"(used as ${{PANTHER_API_TOKEN}} in {path}); export it, "
+            f"or write ${{PANTHER_API_TOKEN:-default}}"
+        ]
+
+    def test_malformed_reference(self, write: WriteConfig) -> None:
+        (problem,) = problems_of(write(MINIMAL.replace("appkey", "${BAD NAME}")))
+        assert problem.startswith("bigpanda.app_key: malformed ${...}")
+
+
+class TestEnvOverrides:
+    """`BRIDGE_<SECTION>__<KEY>` from the given environ beats the file; nothing else is read."""
+
+    def test_env_beats_yaml(self, write: WriteConfig) -> None:
+        path = write(MINIMAL.replace("  api_token: ptok", "  api_token: ptok\n  poll_interval: 1m"))
+        environ = {"BRIDGE_PANTHER__POLL_INTERVAL": "5s", "BRIDGE_BIGPANDA__BATCH_SIZE": "50"}
+        settings = load_config(path, environ)
+        assert settings.panther.poll_interval == 5
+        assert settings.bigpanda.batch_size == 50
+
+    def test_override_excuses_unset_variable(self, write: WriteConfig) -> None:
+        path = write(MINIMAL.replace("ptok", "${PANTHER_API_TOKEN}"))
+        settings = load_config(path, {"BRIDGE_PANTHER__API_TOKEN": "over"})
+        assert settings.panther.api_token.get_secret_value() == "over"
+
+    def test_required_keys_from_env_only(self, write: WriteConfig) -> None:
+        environ = {
+            "BRIDGE_PANTHER__API_URL": "https://p.example",
+            "BRIDGE_PANTHER__API_TOKEN": "a",
+            "BRIDGE_BIGPANDA__API_TOKEN": "b",
+            "BRIDGE_BIGPANDA__APP_KEY": "c",
+            "BRIDGE_PANTHER__CONSOLE_URL": "null",
+        }
+        settings = load_config(write(""), environ)
+        assert settings.panther.api_url == "https://p.example"
+        assert settings.panther.console_url is None
+
+    def test_real_environment_ignored_when_environ_given(
+        self, write: WriteConfig, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("BRIDGE_PANTHER__POLL_INTERVAL", "99")
+        monkeypatch.setenv("PT", "real")
+        path = write(MINIMAL.replace("ptok", "${PT:-given}"))
+        settings = load_config(path, {})
+        assert settings.panther.poll_interval == 30
+        assert settings.panther.api_token.get_secret_value() == "given"
+
+    def test_defaults_to_os_environ(
+        self, write: WriteConfig, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        path = write(MINIMAL)
+        monkeypatch.setenv("BRIDGE_CONFIG", str(path))
+        monkeypatch.setenv("BRIDGE_PANTHER__POLL_INTERVAL", "7s")
+        assert load_config(None).panther.poll_interval == 7
+
+    def test_bridge_config_from_given_environ(self, write: WriteConfig) -> None:
+        path = write(MINIMAL)
+        assert load_config(None, {"BRIDGE_CONFIG": str(path)}).bigpanda.app_key == "appkey"
+
+    def test_unknown_key_in_env(self, write: WriteConfig) -> None:
+        assert problems_of(write(MINIMAL), {"BRIDGE_PANTHER__POLL_INTERVALL": "5s"}) == [
+            "panther.poll_intervall: unknown key set by BRIDGE_PANTHER__POLL_INTERVALL "
+            "(did you mean poll_interval?)"
+        ]
+
+
+class TestUnknownKeys:
+    """Unknown keys and sections are errors, with the closest valid name suggested."""
+
+    def test_suggests_close_key(self, write: WriteConfig) -> None:
+        path = write(MINIMAL.replace("  api_token: ptok", "  api_token: ptok\n  pol_interval: 5s"))
+        assert problems_of(path) == ["panther.pol_interval: unknown key (did you mean poll_interval?)"]
+
+    def test_unknown_section(self, write: WriteConfig) -> None:
+        assert problems_of(write(MINIMAL + "pnather: {}\n")) == [
+            "pnather: unknown section (did you mean panther?)"
+        ]
+
+    def test_lists_valid_keys_when_nothing_is_close(self, write: WriteConfig) -> None:
+        assert problems_of(write(MINIMAL + "state:\n  zzz: 1\n")) == [
+            "state.zzz: unknown key; valid keys here: path"
+        ]
+
+
+class TestFileProblems:
+    """A config file that cannot be read or parsed gives one line saying why."""
+
+    def test_no_path_at_all(self) -> None:
+        assert problems_of(None) == ["no config file: pass --config FILE or set BRIDGE_CONFIG"]
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        path = tmp_path / "nope.yaml"
+        (problem,) = problems_of(path)
+        assert problem.startswith(f"config file {path} does not exist: ")
+
+    def test_directory(self, tmp_path: Path) -> None:
+        (problem,) = problems_of(tmp_path)
+        assert problem.startswith(f"config file {tmp_path} is a directory")
+
+    def test_unreadable(self, write: WriteConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+        path = write(MINIMAL)
+
+        def refuse(*args: object, **kwargs: object) -> str:
+            raise PermissionError(13, "Permission denied")  # chmod 0 does not stop root (CI)
+
+        monkeypatch.setattr(Path, "read_text", refuse)
+        (problem,) = problems_of(path)
+        assert problem.startswith(f"config file {path} is not readable: permission denied")
+
+    def test_invalid_yaml_reports_line(self, write: WriteConfig) -> None:
+        path = write(MINIMAL + "server:\n  port: [9108\n  host: x\n")
+        (problem,) = problems_of(path)
+        assert problem.startswith(f"config file {path}: invalid YAML at line 9, column ")
+
+    def test_top_level_not_a_mapping(self, write: WriteConfig) -> None:
+        path = write("- panther\n- bigpanda\n")
+        (problem,) = problems_of(path)
+        assert problem == (
+            f"config file {path}: the top level must be a mapping of sections "
+            "(panther:, bigpanda:, ...), not a list"
+        )
+
+    def test_empty_file_reports_required_keys(self, write: WriteConfig) -> None:
+        path = write("# nothing yet\n")
+        assert problems_of(path) == [
+            f"panther.api_url: field required (no default): set it in {path} "
+            "(e.g. api_url: https://api.acme.runpanther.net) or export BRIDGE_PANTHER__API_URL",
+            f"panther.api_token: field required (no default): set it in {path} "
+            "(e.g. api_token: ${PANTHER_API_TOKEN}) or export BRIDGE_PANTHER__API_TOKEN",
+            f"bigpanda.api_token: field required (no default): set it in {path} "
+            "(e.g. api_token: ${BIGPANDA_API_TOKEN}) or export BRIDGE_BIGPANDA__API_TOKEN",
+            f"bigpanda.app_key: field required (no default): set it in {path} "
+            "(e.g. app_key: ${BIGPANDA_APP_KEY}) or export BRIDGE_BIGPANDA__APP_KEY",
+        ]
+
+
+class TestValidationProblems:
+    """Every problem is reported at once, one line each, naming the key, the value and the fix."""
+
+    def test_multiple_problems_together(self, write: WriteConfig) -> None:
+        text = (
+            "panther:\n  api_url: ftp://x\n  api_token: ${UNSET}\n  page_size: 51\n"
+            "bigpanda:\n  api_token: ''\n  batch_size: lots\n"
+            "server:\n  port: 70000\nlogging:\n  level: loud\n  format: xml\nextra: 1\n"
+        )
+        path = write(text)
+        problems = problems_of(path)
+        assert problems == [
+            f"panther.api_token: environment variable UNSET is not set (used as ${{UNSET}} in "
+            f"{path}); export it, or write ${{UNSET:-default}}",
+            "panther.api_url: 'ftp://x' is not an http(s) URL: write it like "
+            "https://api.example.com",
+            "panther.page_size: must be less than or equal to 50, got 51",
+            f"bigpanda.api_token: value is empty: set it in {path} "
+            "(e.g. api_token: ${BIGPANDA_API_TOKEN}) or export BRIDGE_BIGPANDA__API_TOKEN",
+            f"bigpanda.app_key: field required (no default): set it in {path} "
+            "(e.g. app_key: ${BIGPANDA_APP_KEY}) or export BRIDGE_BIGPANDA__APP_KEY",
+            "bigpanda.batch_size: must be a whole number, got 'lots'",
+            "server.port: must be less than or equal to 65535, got 70000",
+            "logging.level: must be 'debug', 'info', 'warning' or 'error', got 'loud'",
+            "logging.format: must be 'auto', 'json' or 'console', got 'xml'",
+            "extra: unknown section; valid keys here: panther, bigpanda, state, server, logging, "
+            "retry",
+        ]
+
+    def test_section_that_is_not_a_mapping(self, write: WriteConfig) -> None:
+        assert problems_of(write(MINIMAL + "server: 5\n")) == [
+            "server: must be a section (a mapping of keys), got 5"
+        ]
+
+
+class TestSecrets:
+    """Secret values never appear in error messages, reprs or the rendered config."""
+
+    def test_not_in_type_errors(self, write: WriteConfig) -> None:
+        text = MINIMAL.replace("ptok", f"[{SECRET}]").replace("btok", SECRET)
+        text = text.replace("appkey", "''") + "  batch_size: x\n"
+        problems = problems_of(write(text))
+        assert problems[0].startswith("panther.api_token: must be a string (value not shown")
+        assert all(SECRET not in problem for problem in problems)
+
+    def test_not_in_validation_error_text(self, write: WriteConfig) -> None:
+        environ = {"BRIDGE_PANTHER__API_TOKEN": SECRET, "BRIDGE_PANTHER__PAGE_SIZE": "0"}
+        with pytest.raises(ConfigError) as caught:
+            load_config(write(MINIMAL), environ)
+        assert SECRET not in str(caught.value)
+        assert caught.value.__cause__ is None and caught.value.__context__ is None
+
+    def test_not_in_repr_or_render(self, write: WriteConfig) -> None:
+        settings = load_config(write(MINIMAL.replace("ptok", SECRET).replace("btok", SECRET)), {})
+        assert SECRET not in repr(settings) and SECRET not in str(settings)
+        assert SECRET not in render_effective(settings)
+
+    def test_redaction_placeholder_refused(self, write: WriteConfig) -> None:
+        (problem,) = problems_of(write(MINIMAL.replace("ptok", "'**********'")))
+        assert problem.startswith("panther.api_token: value is the redaction placeholder")
+
+
+class TestRenderEffective:
+    """The effective config renders as YAML that reads back to the same settings."""
+
+    def test_redacts_and_compacts(self, write: WriteConfig) -> None:
+        rendered = yaml.safe_load(render_effective(load_config(write(MINIMAL), {})))
+        assert rendered["panther"]["api_token"] == "**********"
+        assert rendered["bigpanda"]["api_token"] == "**********"
+        assert rendered["bigpanda"]["app_key"] == "appkey"
+        assert rendered["panther"]["poll_interval"] == "30s"
+        assert rendered["panther"]["track_for"] == "7d"
+        assert rendered["bigpanda"]["job_timeout"] == "10m"
+
+    def test_key_order_matches_example(self) -> None:
+        settings = load_config(EXAMPLE, EXAMPLE_ENV)
+        rendered = yaml.safe_load(render_effective(settings))
+        example = yaml.safe_load(EXAMPLE.read_text())
+        assert list(rendered) == list(example)
+        for section in example:
+            assert list(rendered[section]) == list(example[section])
+
+    def test_round_trips(self, write: WriteConfig, tmp_path: Path) -> None:
+        text = MINIMAL.replace("appkey", "'$${LITERAL}'") + "  timeout: 1m30s\n"
+        original = load_config(write(text), {})
+        rendered = tmp_path / "effective.yaml"
+        rendered.write_text(render_effective(original))
+        tokens = {"BRIDGE_PANTHER__API_TOKEN": "ptok", "BRIDGE_BIGPANDA__API_TOKEN": "btok"}
+        again = load_config(rendered, tokens)
+        assert again == original
+        assert again.bigpanda.app_key == "${LITERAL}"
+
+
+EXAMPLE_ENV = {
+    "PANTHER_API_TOKEN": "example-panther-token",
+    "BIGPANDA_API_TOKEN": "example-bigpanda-token",
+    "BIGPANDA_APP_KEY": "example-app-key",
+}
+
+
+class TestExampleFile:
+    """config/bridge.example.yaml loads and documents every key, in model order."""
+
+    def test_loads(self) -> None:
+        settings = load_config(EXAMPLE, EXAMPLE_ENV)
+        assert settings.panther.api_token.get_secret_value() == "example-panther-token"
+        assert settings.bigpanda.app_key == "example-app-key"
+        assert settings.panther.console_url == "https://acme.runpanther.net"
+
+    def test_every_key_present_and_at_its_default(self) -> None:
+        example = yaml.safe_load(EXAMPLE.read_text())
+        flat = [f"{section}.{key}" for section, keys in example.items() for key in keys]
+        assert flat == [name for name, _ in iter_fields(Settings)]
+        settings = load_config(EXAMPLE, EXAMPLE_ENV)
+        for name, field in iter_fields(Settings):
+            if not field.is_required() and name != "panther.console_url":
+                section, key = name.split(".")
+                value = getattr(getattr(settings, section), key)
+                assert value == field.get_default(call_default_factory=True), name
