@@ -60,6 +60,7 @@ __all__ = [
     "Settings",
     "StateSettings",
     "format_duration",
+    "iter_fields",
     "load_config",
     "parse_duration",
     "render_effective",
@@ -270,7 +271,7 @@ class StateSettings(_Section):
 class ServerSettings(_Section):
     """The health and metrics HTTP server."""
 
-    host: str = Field("0.0.0.0", description="address to listen on")  # noqa: S104 - a container
+    host: str = Field("0.0.0.0", description="address to listen on")  # all interfaces: a container
     port: int = Field(9108, ge=0, le=65535, description="port to listen on (0: any free port)")
     shutdown_grace: Duration = Field(
         20 * SECOND, description="on SIGTERM, how long in-flight work may take to finish"
@@ -280,9 +281,9 @@ class ServerSettings(_Section):
 class LoggingSettings(_Section):
     """How the bridge logs."""
 
-    level: Annotated[
-        Literal["debug", "info", "warning", "error"], BeforeValidator(_lowercase)
-    ] = Field("info", description="lowest level logged")
+    level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lowercase)] = (
+        Field("info", description="lowest level logged")
+    )
     format: Literal["auto", "json", "console"] = Field(
         "auto", description="json, console, or auto: json unless stderr is a terminal"
     )

@@ -99,7 +99,7 @@ class TestDefaults:
 
 
 class TestDurations:
-    """Durations are seconds or compact strings; anything else is refused with the accepted forms."""
+    """Durations are seconds or compact strings; anything else is refused, naming the forms."""
 
     @pytest.mark.parametrize(
         ("value", "seconds"),
@@ -133,8 +133,16 @@ class TestDurations:
 
     @pytest.mark.parametrize(
         ("seconds", "text"),
-        [(30, "30s"), (120, "2m"), (3600, "1h"), (604800, "7d"), (90, "1m30s"), (0.25, "250ms"),
-         (0, "0s"), (86400 + 1.5, "1d1s500ms")],
+        [
+            (30, "30s"),
+            (120, "2m"),
+            (3600, "1h"),
+            (604800, "7d"),
+            (90, "1m30s"),
+            (0.25, "250ms"),
+            (0, "0s"),
+            (86400 + 1.5, "1d1s500ms"),
+        ],
     )
     def test_formats_compactly_and_reads_back(self, seconds: float, text: str) -> None:
         assert format_duration(seconds) == text
@@ -157,7 +165,9 @@ class TestDurations:
 
     def test_zero_refused_where_meaningless(self, write: WriteConfig) -> None:
         text = MINIMAL.replace("  api_token: ptok", "  api_token: ptok\n  poll_interval: 0s")
-        assert problems_of(write(text)) == ["panther.poll_interval: must be longer than 0s (got 0s)"]
+        assert problems_of(write(text)) == [
+            "panther.poll_interval: must be longer than 0s (got 0s)"
+        ]
 
 
 class TestEnvExpansion:
@@ -264,7 +274,9 @@ class TestUnknownKeys:
 
     def test_suggests_close_key(self, write: WriteConfig) -> None:
         path = write(MINIMAL.replace("  api_token: ptok", "  api_token: ptok\n  pol_interval: 5s"))
-        assert problems_of(path) == ["panther.pol_interval: unknown key (did you mean poll_interval?)"]
+        assert problems_of(path) == [
+            "panther.pol_interval: unknown key (did you mean poll_interval?)"
+        ]
 
     def test_unknown_section(self, write: WriteConfig) -> None:
         assert problems_of(write(MINIMAL + "pnather: {}\n")) == [
