@@ -126,7 +126,7 @@ def _settings(args: argparse.Namespace):  # -> Settings
     return load_config(args.config)
 
 
-def _configure_logs(settings) -> None:  # noqa: ANN001
+def _configure_logs(settings) -> None:
     from bridge import logs
 
     logs.configure(settings.logging.level, settings.logging.format)
@@ -144,12 +144,14 @@ def _parse_time(text: str, what: str) -> float:
         return time.time() - parse_duration(text)
     except ValueError:
         raise ConfigError(
-            [f"{what}: {text!r} is not a time: use RFC3339 (2026-11-20T14:00:00Z),"
-             " epoch seconds, or a duration ago (2h, 7d)"]
+            [
+                f"{what}: {text!r} is not a time: use RFC3339 (2026-11-20T14:00:00Z),"
+                " epoch seconds, or a duration ago (2h, 7d)"
+            ]
         ) from None
 
 
-# -- commands ---------------------------------------------------------------------------------------
+# -- commands ------------------------------------------------------------------------------
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -166,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(_run_service(settings))
 
 
-async def _run_service(settings) -> int:  # noqa: ANN001
+async def _run_service(settings) -> int:
     from bridge.service import Bridge
 
     stopping = asyncio.Event()
@@ -231,9 +233,12 @@ def cmd_health(args: argparse.Namespace) -> int:
         import aiohttp
 
         try:
-            async with aiohttp.ClientSession() as session, session.get(
-                url.rstrip("/") + "/readyz", timeout=aiohttp.ClientTimeout(total=5)
-            ) as resp:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(
+                    url.rstrip("/") + "/readyz", timeout=aiohttp.ClientTimeout(total=5)
+                ) as resp,
+            ):
                 body = await resp.text()
                 print(body)
                 return EXIT_OK if resp.status == 200 else EXIT_FAILED
@@ -255,8 +260,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
         if args.kind == "panther":
             from bridge.sim.panther import serve
 
-            await serve(args.host, args.port, alerts=args.alerts, rate=args.rate,
-                        latency=args.latency)
+            await serve(
+                args.host, args.port, alerts=args.alerts, rate=args.rate, latency=args.latency
+            )
         else:
             from bridge.sim.bigpanda import serve
 

@@ -49,7 +49,7 @@ logging:
 """
 
 
-async def run_demo(*, alerts: int = 25, timeout: float = 60.0, out=print) -> int:  # noqa: ANN001
+async def run_demo(*, alerts: int = 25, timeout: float = 60.0, out=print) -> int:
     """Run the demo; returns the process exit code."""
     logs.configure("warning", "console")
     panther = PantherSimulator(token=PANTHER_TOKEN)
@@ -70,7 +70,10 @@ async def run_demo(*, alerts: int = 25, timeout: float = 60.0, out=print) -> int
             )
             settings = load_config(
                 config_path,
-                environ={"DEMO_PANTHER_TOKEN": PANTHER_TOKEN, "DEMO_BIGPANDA_TOKEN": BIGPANDA_TOKEN},
+                environ={
+                    "DEMO_PANTHER_TOKEN": PANTHER_TOKEN,
+                    "DEMO_BIGPANDA_TOKEN": BIGPANDA_TOKEN,
+                },
             )
             out(f"Panther simulator  {panther_url}  ({alerts} alerts generated)")
             out(f"BigPanda simulator {bigpanda_url}")
@@ -92,18 +95,31 @@ async def run_demo(*, alerts: int = 25, timeout: float = 60.0, out=print) -> int
     out(f"Bridge metrics were at {metrics_url} (readyz: {ready})")
     out(f"Alerts generated in Panther:   {len(expected)}")
     out(f"Events accepted by BigPanda:   {len(bigpanda.accepted)} in {elapsed:.1f}s")
-    out("BigPanda statuses:             " + ", ".join(f"{k}={v}" for k, v in sorted(statuses.items())))
-    sent = [line for line in metrics_text.splitlines() if line.startswith("bridge_events_sent_total")]
+    out(
+        "BigPanda statuses:             "
+        + ", ".join(f"{k}={v}" for k, v in sorted(statuses.items()))
+    )
+    sent = [
+        line for line in metrics_text.splitlines() if line.startswith("bridge_events_sent_total")
+    ]
     for line in sent:
         out(f"  {line}")
     if bigpanda.accepted:
         sample = bigpanda.accepted[0].alert
-        out("A delivered event: " + ", ".join(f"{k}={sample[k]!r}" for k in
-            ("status", "host", "check", "timestamp", "incident_identifier") if k in sample))
+        out(
+            "A delivered event: "
+            + ", ".join(
+                f"{k}={sample[k]!r}"
+                for k in ("status", "host", "check", "timestamp", "incident_identifier")
+                if k in sample
+            )
+        )
     missing = expected - arrived
     if missing:
-        out(f"FAILED: {len(missing)} alert(s) did not arrive within {timeout:.0f}s,"
-            f" e.g. {sorted(missing)[:3]}")
+        out(
+            f"FAILED: {len(missing)} alert(s) did not arrive within {timeout:.0f}s,"
+            f" e.g. {sorted(missing)[:3]}"
+        )
         return 1
     out("OK: every generated alert arrived in BigPanda exactly once.")
     return 0

@@ -15,8 +15,12 @@ import structlog
 
 REDACTED = "**********"
 _SECRET_KEYS = frozenset({"authorization", "x-api-key", "api_token", "token", "password"})
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 class SecretScrubber:
@@ -36,8 +40,10 @@ class SecretScrubber:
                     value = value.replace(secret, REDACTED)
             return value
         if isinstance(value, dict):
-            return {k: REDACTED if str(k).lower() in _SECRET_KEYS else self.scrub(v)
-                    for k, v in value.items()}
+            return {
+                k: REDACTED if str(k).lower() in _SECRET_KEYS else self.scrub(v)
+                for k, v in value.items()
+            }
         if isinstance(value, list | tuple):
             return type(value)(self.scrub(v) for v in value)
         return value

@@ -11,10 +11,8 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    generate_latest,
-)
-from prometheus_client import (
     gc_collector,
+    generate_latest,
     platform_collector,
     process_collector,
 )
@@ -55,7 +53,7 @@ class Metrics:
         )
         self.http_requests = Counter(
             "bridge_http_requests_total",
-            "HTTP requests made, by target API, endpoint template and status code (0: no response).",
+            "HTTP requests made, by target API, endpoint template and status code (0: none).",
             ["target", "endpoint", "code"],
             registry=r,
         )

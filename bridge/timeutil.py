@@ -16,7 +16,7 @@ _FRACTION = re.compile(r"(\.\d{1,6})\d*")
 
 
 def parse_timestamp(value: object) -> datetime | None:
-    """An aware UTC datetime from RFC3339 text (any fraction, any offset) or epoch s/ms; else None."""
+    """Aware UTC datetime from RFC3339 text (any fraction, any offset) or epoch s/ms; else None."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, datetime):

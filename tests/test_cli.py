@@ -61,8 +61,10 @@ class TestCheckConfig:
             (VALID + "  pth: x\n", "state.pth: unknown key"),
             (VALID.replace("${PANTHER_API_TOKEN}", "${NOT_SET_ANYWHERE}"), "NOT_SET_ANYWHERE"),
             (VALID + "panther:\n  : [\n", "invalid YAML at line"),
-            (VALID.replace("panther:\n", "panther:\n  poll_interval: soon\n"),
-             "panther.poll_interval"),
+            (
+                VALID.replace("panther:\n", "panther:\n  poll_interval: soon\n"),
+                "panther.poll_interval",
+            ),
         ],
     )
     def test_errors_exit_2_naming_the_key(
@@ -87,8 +89,11 @@ class TestEntryPoints:
 
     def test_python_dash_m(self) -> None:
         done = subprocess.run(
-            [sys.executable, "-m", "bridge", "--version"], capture_output=True, text=True,
-            timeout=60, check=False,
+            [sys.executable, "-m", "bridge", "--version"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         assert done.returncode == 0 and done.stdout.startswith("bridge ")
 

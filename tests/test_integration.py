@@ -1,4 +1,4 @@
-"""The real bridge service against both simulators over loopback: the walking skeleton end to end."""
+"""The real bridge against both simulators over loopback: the walking skeleton end to end."""
 
 from __future__ import annotations
 
