@@ -186,6 +186,18 @@ def _non_empty(value: SecretStr | str) -> SecretStr | str:
     return value
 
 
+def _readable_file(value: str | None) -> str | None:
+    """A CA bundle that cannot be read would fail every request: say so when loading instead."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ValueError(f"{value!r} is not a file: give the path of a PEM CA bundle, or null")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"{value!r} is not readable by this user")
+    return str(path)
+
+
 def _lowercase(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
 
@@ -193,6 +205,8 @@ def _lowercase(value: object) -> object:
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 Secret = Annotated[SecretStr, AfterValidator(_non_empty)]
 NonEmptyStr = Annotated[str, AfterValidator(_non_empty)]
+CaBundle = Annotated[str | None, BeforeValidator(_blank_to_none), AfterValidator(_readable_file)]
+"""An optional PEM file of CA certificates; None means the system's default trust store."""
 
 # ---------------------------------------------------------------------------------------------
 # Sections
@@ -234,6 +248,9 @@ class PantherSettings(_Section):
         7 * DAY, description="how long after creation an alert's status is followed"
     )
     timeout: Duration = Field(10 * SECOND, description="timeout of one Panther HTTP request")
+    ca_bundle: CaBundle = Field(
+        None, description="PEM file of CAs to trust for Panther (private CA); null: system CAs"
+    )
 
 
 class BigPandaSettings(_Section):
@@ -257,6 +274,9 @@ class BigPandaSettings(_Section):
     )
     job_timeout: Duration = Field(
         10 * MINUTE, description="give up on a job after this long and resend its events"
+    )
+    ca_bundle: CaBundle = Field(
+        None, description="PEM file of CAs to trust for BigPanda (private CA); null: system CAs"
     )
 
 

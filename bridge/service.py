@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 
 import aiohttp
@@ -19,7 +20,7 @@ from aiohttp import web
 from bridge.bigpanda.client import BigPandaClient
 from bridge.config import Settings
 from bridge.dispatch import Dispatcher, JobTracker
-from bridge.errors import ApiError, AuthError, BridgeError
+from bridge.errors import AuthError, BridgeError, ConfigError
 from bridge.health import Health
 from bridge.logs import scrubber
 from bridge.metrics import Metrics
@@ -57,7 +58,7 @@ class Bridge:
             max_retry_after=settings.retry.max_retry_after,
         )
         self.server_url: str | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: list[aiohttp.ClientSession] = []
         self.outbox: Outbox
         self.panther: PantherClient
         self.bigpanda: BigPandaClient
@@ -73,12 +74,14 @@ class Bridge:
         scrubber.register([panther_token, bigpanda_token])
         self.outbox = Outbox.open(s.state.path)
         self.health.state_open = True
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=max(8, 2 * s.bigpanda.max_in_flight)),
-            trust_env=True,
+        # One session per target: each trusts its own CAs, and a slow Panther cannot take the
+        # connections BigPanda deliveries need.
+        panther_session = self._new_session(s.panther.ca_bundle, limit=8)
+        bigpanda_session = self._new_session(
+            s.bigpanda.ca_bundle, limit=max(8, 2 * s.bigpanda.max_in_flight)
         )
         self.panther = PantherClient(
-            self._session,
+            panther_session,
             api_url=s.panther.api_url,
             api_token=panther_token,
             timeout=s.panther.timeout,
@@ -86,7 +89,7 @@ class Bridge:
             metrics=self.metrics,
         )
         self.bigpanda = BigPandaClient(
-            self._session,
+            bigpanda_session,
             api_url=s.bigpanda.api_url,
             api_token=bigpanda_token,
             timeout=s.bigpanda.timeout,
@@ -136,10 +139,21 @@ class Bridge:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in self._sessions:
+            await session.close()
+        self._sessions.clear()
         self.health.state_open = False
         self.outbox.close()
+
+    def _new_session(self, ca_bundle: str | None, *, limit: int) -> aiohttp.ClientSession:
+        """A client session that verifies certificates (against `ca_bundle` when given) and takes
+        HTTP(S)_PROXY / NO_PROXY from the environment (`trust_env`)."""
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=limit, ssl=tls_context(ca_bundle)),
+            trust_env=True,
+        )
+        self._sessions.append(session)
+        return session
 
     # -- one Panther cycle -------------------------------------------------------------------------
 
@@ -201,21 +215,62 @@ class Bridge:
         )
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._poll_loop(stopping), name="poll")
-                tg.create_task(self._deliver(stopping), name="dispatch")
-                tg.create_task(self.jobs.run(stopping), name="jobs")
-                tg.create_task(self._housekeeping(stopping), name="housekeeping")
+                loops = [
+                    tg.create_task(self._poll_loop(stopping), name="poll"),
+                    tg.create_task(self._deliver(stopping), name="dispatch"),
+                    tg.create_task(self.jobs.run(stopping), name="jobs"),
+                    tg.create_task(self._housekeeping(stopping), name="housekeeping"),
+                ]
+                tg.create_task(self._bound_shutdown(stopping, loops), name="shutdown-grace")
         finally:
             self.refresh_gauges()
             if runner is not None:
                 await runner.cleanup()
             log.info("bridge.stopped", **self.outbox.counts())
 
+    async def _bound_shutdown(self, stopping: asyncio.Event, loops: list[asyncio.Task]) -> None:
+        """Once stopping, give the loops `server.shutdown_grace` to finish, then cancel the rest.
+
+        Cancelling is safe: SQLite writes are synchronous, so a cancelled batch leaves its events
+        pending and they are resent byte-identical on the next start (BigPanda answers 204).
+        """
+        await stopping.wait()
+        grace = self.settings.server.shutdown_grace
+        _done, late = await asyncio.wait(loops, timeout=grace)
+        if late:
+            log.warning(
+                "bridge.shutdown_grace_expired",
+                grace_seconds=grace,
+                cancelled=sorted(t.get_name() for t in late),
+            )
+            for task in late:
+                task.cancel()
+
     async def _poll_loop(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
-            await self.poll_cycle()
+            await self._unless_stopping(self.poll_cycle(), stopping)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), self.poll_delay())
+
+    @staticmethod
+    async def _unless_stopping(
+        work: Coroutine[object, object, object], stopping: asyncio.Event
+    ) -> None:
+        """Run `work`, cancelling it if stopping is set first: intake stops at once on SIGTERM.
+
+        A poll cancelled mid-page loses nothing: a page and its watermark are one transaction.
+        """
+        task = asyncio.create_task(work)
+        stopped = asyncio.create_task(stopping.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not task.done():
+                task.cancel()
+                log.info("poll.cancelled", reason="stopping")
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _deliver(self, stopping: asyncio.Event) -> None:
         """The dispatcher, with in-flight batches given `shutdown_grace` to finish on stop."""
@@ -247,7 +302,7 @@ class Bridge:
         await runner.setup()
         site = web.TCPSite(runner, self.settings.server.host, self.settings.server.port)
         await site.start()
-        server = site._server  # noqa: SLF001 - aiohttp offers no public accessor for the port
+        server = site._server  # aiohttp offers no public accessor for the port
         port = server.sockets[0].getsockname()[1] if server and server.sockets else 0
         host = self.settings.server.host
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
@@ -270,8 +325,11 @@ class Bridge:
             log.error("backfill.failed", error=str(exc)[:500])
             return False
         log.info(
-            "backfill.read", pages=result.pages, alerts_seen=result.seen,
-            new_events=result.new_events, rejected=result.rejected,
+            "backfill.read",
+            pages=result.pages,
+            alerts_seen=result.seen,
+            new_events=result.new_events,
+            rejected=result.rejected,
         )
         return await self.drain(timeout=timeout)
 
@@ -297,3 +355,13 @@ class Bridge:
         counts = self.outbox.counts()
         log.info("drain.completed", **counts)
         return counts["pending"] == 0 and counts["jobs"] == 0
+
+
+def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """Certificate and host name verification always on; `ca_bundle` replaces the system CAs."""
+    try:
+        return ssl.create_default_context(cafile=ca_bundle)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            [f"ca_bundle {ca_bundle}: cannot load CA certificates ({exc}): give a PEM file"]
+        ) from exc
