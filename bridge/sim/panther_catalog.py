@@ -256,7 +256,9 @@ SIMPLE_RULES: list[JSON] = [
         "reports": {"MITRE ATT&CK": ["TA0003:T1137"]},
         "dedupPeriodMinutes": 60,
         "threshold": 1,
-        "detection": "MatchFilters:\n  - Key: action\n    Condition: Equals\n    Value: app_installed\n",
+        "detection": (
+            "MatchFilters:\n  - Key: action\n    Condition: Equals\n    Value: app_installed\n"
+        ),
         "alertTitle": "Slack app {{entity.app.name}} added",
         "alertContext": "",
         "dynamicSeverities": "",
@@ -344,7 +346,7 @@ def _ip(rng: random.Random) -> str:
     return f"{prefix}.{rng.randint(1, 254)}"
 
 
-def _uuid(rng: random.Random) -> str:
+def random_uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
@@ -453,7 +455,7 @@ def _open_ssh(rng: random.Random) -> tuple[str, JSON | None]:
 
 
 def _kms_rotation(rng: random.Random) -> tuple[str, JSON | None]:
-    key = _uuid(rng)
+    key = random_uuid(rng)
     context = {"keyId": key, "accountId": rng.choice(ACCOUNTS), "keyRotationEnabled": False}
     return f"KMS key {key} has rotation disabled", context if rng.random() < 0.6 else None
 
