@@ -5,13 +5,20 @@ of up to `batch_size` events of one app key, joined byte for byte, so a resend o
 a byte-identical request that BigPanda drops with 204 (shared/api/BIGPANDA.md).
 
 How a failure is handled is decided by the exception type's `retriable` flag and class:
-- retriable (408, 429, 5xx but 501, transport errors): the events get a next attempt time from the
-  retry policy; a 429 also pauses the whole sender, since every other batch would hit the same limit;
+- retriable (408, 429, 5xx but 501, transport errors): the events get a next attempt time from
+  the retry policy; a 429 also pauses the whole sender, since every other batch would hit the
+  same limit;
 - permanent (other 4xx): the batch is bisected until the offending events are isolated; those go to
   dead letters with the response body, the rest are delivered;
 - auth (401/403): nothing is dropped, sending stops, readiness goes down, and a probe retries later.
 A 202 with `Location` parks the batch's events as a job; the job tracker polls it to `done`
 (delivered) or `failed` / timed out (back to the outbox).
+
+Nothing about a batch lives only in memory: events stay `pending` in the outbox until an answer is
+recorded, so a crash (or a batch cancelled at the end of the shutdown grace) means a byte-identical
+resend after the restart, never a loss. The in-memory `_in_flight` set only stops two concurrent
+batches from taking the same events. Memory stays at about `max_in_flight` batches whatever the
+backlog: the outbox is read one batch at a time (`Outbox.due(limit)`).
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ log = structlog.get_logger("bridge.dispatch")
 
 MAX_BATCH_BYTES = 1024 * 1024
 AUTH_PROBE_MAX = 300.0
+# The longest the idle loop sleeps without being woken: a safety net, not the schedule.
+IDLE_MAX = 1.0
 
 
 def encode_batch(app_key: str, payloads: Sequence[bytes]) -> bytes:
@@ -57,6 +66,7 @@ class Dispatcher:
         policy: RetryPolicy,
         job_timeout: float,
         linger: float = 0.05,
+        shutdown_grace: float = 20.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
@@ -68,6 +78,7 @@ class Dispatcher:
         self._policy = policy
         self._job_timeout = job_timeout
         self._linger = linger
+        self._shutdown_grace = shutdown_grace
         self._clock = clock
         self._wake = asyncio.Event()
         self._in_flight: set[int] = set()
@@ -90,12 +101,12 @@ class Dispatcher:
     # -- the loop ------------------------------------------------------------------------------
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Send until `stopping` is set; then let in-flight batches finish (the caller bounds it)."""
+        """Send until `stopping` is set; then give in-flight batches `shutdown_grace` to finish."""
         while not stopping.is_set():
             started = await self.step()
             if not started:
                 await self._idle(stopping)
-        await self.wait_in_flight()
+        await self.finish_in_flight(self._shutdown_grace)
 
     async def step(self) -> int:
         """Start as many batches as there is room and due work for; return how many started."""
@@ -115,18 +126,42 @@ class Dispatcher:
         return started
 
     async def wait_in_flight(self) -> None:
+        """Wait for every batch in flight to get its answer recorded."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    async def finish_in_flight(self, grace: float) -> None:
+        """Wait up to `grace` seconds for in-flight batches, then cancel the rest.
+
+        A cancelled batch has nothing recorded, so its events are still `pending` and go out again,
+        byte-identical, after the restart (BigPanda drops the copy it may already have with 204).
+        """
+        if not self._tasks:
+            return
+        _, late = await asyncio.wait(set(self._tasks), timeout=max(grace, 0.0))
+        if late:
+            log.warning(
+                "dispatch.shutdown_cancelled", batches=len(late),
+                hint="their events stay pending and are resent on the next start",
+            )
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
     async def _idle(self, stopping: asyncio.Event) -> None:
-        """Sleep until new events, a finished batch, the next due retry, or the end of a pause."""
+        """Sleep until new events, a finished batch, the next due retry, or the end of a pause.
+
+        Events due now but not started are either in flight (their batch's end wakes us) or wait
+        for a free slot (same), so the timer only needs the next retry due strictly *later*;
+        counting the in-flight ones would make a retry behind a slow batch wait for IDLE_MAX.
+        """
         now = self._clock()
-        timeout = 1.0
+        timeout = IDLE_MAX
         if now < self._paused_until:
             timeout = min(timeout, self._paused_until - now)
         else:
-            next_due = self._outbox.next_due_at()
-            if next_due is not None and next_due > now:
+            next_due = self._outbox.next_due_at(after=now)
+            if next_due is not None:
                 timeout = min(timeout, next_due - now)
         if not self._wake.is_set():
             with contextlib.suppress(TimeoutError):
@@ -139,15 +174,17 @@ class Dispatcher:
             await asyncio.sleep(self._linger)
 
     def _next_batch(self, now: float) -> list[PendingEvent]:
-        due = self._outbox.due(self._batch_size * 4, now=now, exclude=self._in_flight)
-        if not due:
+        """The oldest due events of one app key, at most `batch_size` and MAX_BATCH_BYTES."""
+        oldest = self._outbox.due(1, now=now, exclude=self._in_flight)
+        if not oldest:
             return []
-        app_key = due[0].app_key
+        app_key = oldest[0].app_key
+        due = self._outbox.due(
+            self._batch_size, now=now, exclude=self._in_flight, app_key=app_key
+        )
         batch: list[PendingEvent] = []
         size = 64 + len(app_key)
         for event in due:
-            if event.app_key != app_key:
-                continue
             if batch and size + len(event.payload) + 1 > MAX_BATCH_BYTES:
                 break
             batch.append(event)
@@ -161,7 +198,7 @@ class Dispatcher:
     async def _send(self, batch: list[PendingEvent]) -> None:
         try:
             await self._deliver(batch)
-        except Exception:  # noqa: BLE001 - a bug in one batch must not stop delivery
+        except Exception:  # a bug in one batch must not stop delivery
             log.exception("batch.crashed", events=len(batch), first_event=batch[0].id)
             self._schedule_retry(batch, None, "internal error while sending")
         finally:
@@ -240,14 +277,17 @@ class Dispatcher:
             return
         attempt = max(e.attempts for e in alive)
         next_at = max(now + self._policy.delay(attempt, retry_after), self._paused_until)
-        self._outbox.mark_retry([e.id for e in alive], next_attempt_at=next_at, error=error, now=now)
+        self._outbox.mark_retry(
+            [e.id for e in alive], next_attempt_at=next_at, error=error, now=now
+        )
 
     def _on_auth_error(self, batch: list[PendingEvent], exc: AuthError) -> None:
+        """Refused credentials are nobody's event's fault: keep everything, pause, probe later."""
         self._auth_failures += 1
         probe = min(AUTH_PROBE_MAX, self._policy.delay(self._auth_failures))
         probe = max(probe, self._policy.initial_backoff)
         now = self._clock()
-        self._paused_until = now + probe
+        self._paused_until = max(self._paused_until, now + probe)
         self._health.bigpanda_refused = f"HTTP {exc.status}: {exc}"[:500]
         self._metrics.retries.labels(target="bigpanda", reason="auth").inc()
         log.error(
@@ -256,7 +296,7 @@ class Dispatcher:
         )
         # Not the events' fault: no attempt counted, nothing expires or is dropped.
         self._outbox.mark_retry(
-            [e.id for e in batch], next_attempt_at=now + probe, error=str(exc), now=now,
+            [e.id for e in batch], next_attempt_at=self._paused_until, error=str(exc), now=now,
             count_attempt=False,
         )
 
@@ -273,7 +313,18 @@ class Dispatcher:
         log.warning("batch.rejected", events=len(batch), status=exc.status, body=exc.body[:300])
         middle = len(batch) // 2
         for half in (batch[:middle], batch[middle:]):
-            await self._deliver(half)
+            if self._clock() < self._paused_until:
+                # A 429 or refused credentials (here or in another batch) paused the sender: the
+                # rest of the bisection waits in the outbox rather than sending during the pause.
+                self._requeue_until_pause_ends(half, f"bisection of a {exc.status} paused")
+            else:
+                await self._deliver(half)
+
+    def _requeue_until_pause_ends(self, events: Sequence[PendingEvent], why: str) -> None:
+        self._outbox.mark_retry(
+            [e.id for e in events], next_attempt_at=self._paused_until, error=why,
+            now=self._clock(), count_attempt=False,
+        )
 
     def _dead_letter(self, events: Sequence[PendingEvent], reason: str, detail: str) -> None:
         moved = self._outbox.dead_letter([e.id for e in events], reason=reason, detail=detail)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import sqlite3
 import time
@@ -241,9 +242,13 @@ class Outbox:
         with self._tx() as conn:
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
-    def watermark(self) -> float | None:
-        """Epoch seconds (float) of the newest alert `createdAt` durably recorded, or None."""
-        value = self.get_meta("watermark")
+    def watermark(self, key: str = "watermark") -> float | None:
+        """Epoch seconds (float) of the newest alert `createdAt` durably recorded, or None.
+
+        `key` names one listing's watermark (`watermark` is the ALERT listing's, for
+        compatibility; `watermark:DETECTION_ERROR`, ... the others').
+        """
+        value = self.get_meta(key)
         return float(value) if value is not None else None
 
     # -- intake ------------------------------------------------------------------------------
@@ -257,6 +262,7 @@ class Outbox:
         track: Sequence[TrackedAlert] = (),
         untrack: Sequence[str] = (),
         now: float | None = None,
+        watermark_key: str = "watermark",
     ) -> list[NewEvent]:
         """Store a page's outcome in ONE transaction; return the events that were new.
 
@@ -314,10 +320,10 @@ class Outbox:
                 conn.execute("DELETE FROM tracked WHERE alert_id = ?", (alert_id,))
             if watermark is not None:
                 conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('watermark', ?)"
+                    "INSERT INTO meta (key, value) VALUES (?, ?)"
                     " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
                     " WHERE CAST(meta.value AS REAL) < CAST(excluded.value AS REAL)",
-                    (repr(float(watermark)),),
+                    (watermark_key, repr(float(watermark))),
                 )
         return fresh
 
@@ -342,7 +348,8 @@ class Outbox:
         if created_after is not None:
             sql += " WHERE created_at >= ?"
             args = (created_after,)
-        return [TrackedAlert(*row) for row in self._conn.execute(sql + " ORDER BY created_at", args)]
+        rows = self._conn.execute(sql + " ORDER BY created_at", args)
+        return [TrackedAlert(*row) for row in rows]
 
     def expire_tracked(self, older_than: float) -> int:
         with self._tx() as conn:
@@ -353,22 +360,47 @@ class Outbox:
 
     # -- delivery ----------------------------------------------------------------------------
 
-    def due(self, limit: int, *, now: float, exclude: Iterable[int] = ()) -> list[PendingEvent]:
-        """Pending events whose next attempt is due, oldest first, minus those already in flight."""
-        excluded = set(exclude)
-        rows = self._conn.execute(
+    def due(
+        self,
+        limit: int,
+        *,
+        now: float,
+        exclude: Iterable[int] = (),
+        app_key: str | None = None,
+    ) -> list[PendingEvent]:
+        """Pending events whose next attempt is due, oldest first, minus those already in flight.
+
+        At most `limit` rows are read: the in-flight ids are excluded inside SQLite (as a JSON
+        array, one parameter however many) rather than fetched and dropped here, so a dispatcher
+        holds about one batch of payloads in memory however long the queue grows during an outage.
+        `app_key` restricts the result to one app key (a batch never mixes them).
+        """
+        excluded = sorted(set(exclude))
+        sql = (
             "SELECT id, alert_id, kind, bp_status, app_key, payload, event_time, attempts,"
             " first_failed_at FROM events WHERE state = ? AND next_attempt_at <= ?"
-            " ORDER BY id LIMIT ?",
-            (PENDING, now, limit + len(excluded)),
-        ).fetchall()
-        out = [PendingEvent(*row) for row in rows if row[0] not in excluded]
-        return out[:limit]
+        )
+        args: list[object] = [PENDING, now]
+        if app_key is not None:
+            sql += " AND app_key = ?"
+            args.append(app_key)
+        if excluded:
+            sql += " AND id NOT IN (SELECT value FROM json_each(?))"
+            args.append(json.dumps(excluded))
+        rows = self._conn.execute(sql + " ORDER BY id LIMIT ?", (*args, limit)).fetchall()
+        return [PendingEvent(*row) for row in rows]
 
-    def next_due_at(self) -> float | None:
-        row = self._conn.execute(
-            "SELECT min(next_attempt_at) FROM events WHERE state = ?", (PENDING,)
-        ).fetchone()
+    def next_due_at(self, *, after: float | None = None) -> float | None:
+        """The earliest next attempt time of a pending event (only those later than `after`)."""
+        if after is None:
+            row = self._conn.execute(
+                "SELECT min(next_attempt_at) FROM events WHERE state = ?", (PENDING,)
+            ).fetchone()
+        else:
+            row = self._conn.execute(
+                "SELECT min(next_attempt_at) FROM events WHERE state = ? AND next_attempt_at > ?",
+                (PENDING, after),
+            ).fetchone()
         return row[0]
 
     def mark_sent(self, ids: Sequence[int], *, now: float | None = None) -> None:
@@ -384,14 +416,22 @@ class Outbox:
         self, ids: Sequence[int], *, next_attempt_at: float, error: str, now: float | None = None,
         count_attempt: bool = True,
     ) -> None:
+        """Put events back as pending, due at `next_attempt_at`, with the error that sent them back.
+
+        `count_attempt=False` is for failures that are not the events' fault (our credentials
+        refused, a pause that cut a bisection short): neither the attempt counter nor the
+        `give_up_after` clock moves, so a long credentials outage never expires anything.
+        """
         now = time.time() if now is None else now
+        counted = int(count_attempt)
         with self._tx() as conn:
             conn.executemany(
                 "UPDATE events SET attempts = attempts + ?, next_attempt_at = ?, last_error = ?,"
-                " first_failed_at = coalesce(first_failed_at, ?), state = ?, job_id = NULL"
+                " first_failed_at = CASE WHEN ? THEN coalesce(first_failed_at, ?)"
+                " ELSE first_failed_at END, state = ?, job_id = NULL"
                 " WHERE id = ? AND state IN (?, ?)",
                 [
-                    (int(count_attempt), next_attempt_at, error[:2000], now, PENDING, i,
+                    (counted, next_attempt_at, error[:2000], counted, now, PENDING, i,
                      PENDING, IN_JOB)
                     for i in ids
                 ],
@@ -428,11 +468,15 @@ class Outbox:
 
     # -- jobs --------------------------------------------------------------------------------
 
-    def add_job(self, url: str, ids: Sequence[int], *, deadline: float, now: float | None = None) -> int:
+    def add_job(
+        self, url: str, ids: Sequence[int], *, deadline: float, now: float | None = None
+    ) -> int:
+        """Park events as one BigPanda job (a 202 answer), in the same commit as the job row."""
         now = time.time() if now is None else now
         with self._tx() as conn:
             job_id = conn.execute(
-                "INSERT INTO jobs (url, created_at, deadline) VALUES (?, ?, ?)", (url, now, deadline)
+                "INSERT INTO jobs (url, created_at, deadline) VALUES (?, ?, ?)",
+                (url, now, deadline),
             ).lastrowid
             conn.executemany(
                 "UPDATE events SET state = ?, job_id = ? WHERE id = ? AND state = ?",
@@ -441,7 +485,9 @@ class Outbox:
         return int(job_id)
 
     def jobs(self) -> list[Job]:
-        rows = self._conn.execute("SELECT id, url, created_at, deadline, polls FROM jobs ORDER BY id")
+        rows = self._conn.execute(
+            "SELECT id, url, created_at, deadline, polls FROM jobs ORDER BY id"
+        )
         return [Job(*r) for r in rows]
 
     def job_events(self, job_id: int) -> list[tuple[int, str, float]]:
@@ -458,7 +504,7 @@ class Outbox:
 
     def finish_job(self, job_id: int, *, done: bool, error: str = "", retry_at: float = 0.0,
                    now: float | None = None) -> list[int]:
-        """Close a job: its events are delivered (`done`) or back in the outbox. Returns event ids."""
+        """Close a job: its events are delivered (`done`) or back in the outbox; returns the ids."""
         now = time.time() if now is None else now
         with self._tx() as conn:
             ids = [r[0] for r in conn.execute("SELECT id FROM events WHERE job_id = ?", (job_id,))]

@@ -1,11 +1,14 @@
 """When to try a failed request again.
 
-A small policy object rather than tenacity/stamina: those wrap a call in an in-process retry loop,
-while the bridge's retries must survive restarts, so the decision is a *time* stored with the event
-in the outbox (`next_attempt_at`). What is left to decide is only the delay: exponential backoff with
-full jitter (AWS architecture blog, "Exponential Backoff And Jitter"), never less than a
-server-sent `Retry-After`, which itself is capped so a hostile or broken header cannot park the
-bridge for a day.
+A small policy object rather than tenacity or stamina. Both are well kept, but both wrap *a call*
+in an in-process retry loop (sleep, call again), and the bridge must not retry that way: its
+retries have to survive a crash or a restart, and a 429 must pause every batch, not one coroutine.
+So a retry here is a *time* stored with the events in the outbox (`next_attempt_at`), and the
+dispatcher picks them up again when it comes; what is left to decide is only how long to wait:
+exponential backoff with full jitter (AWS architecture blog, "Exponential Backoff And Jitter"),
+never less than a server-sent `Retry-After` (seconds or an HTTP-date, parsed in `bridge.http`),
+which itself is capped so a hostile or broken header cannot park the bridge for a day; and when to
+stop (`give_up_after`, counted from an event's first failure: then it is dead-lettered `expired`).
 """
 
 from __future__ import annotations

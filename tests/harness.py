@@ -1,0 +1,183 @@
+"""A test rig for delivery: both simulators on loopback, a real config file, the real bridge.
+
+`Rig` holds the simulators and writes config files for them with short settings (tests override
+any key); `running()` runs `Bridge.run` in the test's loop; `wait_until()` is the one bounded wait.
+Counting is done on the BigPanda simulator, which deduplicates exact resends like the real service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from bridge.config import Settings, load_config
+from bridge.outbox import NewEvent
+from bridge.service import Bridge
+from bridge.sim import serve_app
+from bridge.sim.bigpanda import ALERTS_PATH, BigPandaSimulator, RequestRecord
+from bridge.sim.panther import PantherSimulator
+
+PANTHER_TOKEN = "test-panther-token"
+BIGPANDA_TOKEN = "test-bigpanda-token"
+APP_KEY = "test-app-key"
+
+
+def _defaults(rig: Rig) -> dict[str, dict[str, Any]]:
+    """Settings that make every loop turn fast: the tests measure behaviour, not patience."""
+    return {
+        "panther": {
+            "api_url": rig.panther_url,
+            "api_token": PANTHER_TOKEN,
+            "poll_interval": 0.2,
+            "initial_lookback": "1h",
+            "overlap": 0,
+        },
+        "bigpanda": {
+            "api_url": rig.bigpanda_url,
+            "api_token": BIGPANDA_TOKEN,
+            "app_key": APP_KEY,
+            "batch_size": 20,
+            "max_in_flight": 2,
+            "timeout": 2,
+            "job_poll_interval": 0.1,
+            "job_timeout": 5,
+        },
+        "state": {"path": str(rig.tmp / "bridge.db")},
+        "server": {"host": "127.0.0.1", "port": 0, "shutdown_grace": 1},
+        "logging": {"level": "warning"},
+        "retry": {
+            "initial_backoff": 0.05,
+            "max_backoff": 0.5,
+            "give_up_after": "1h",
+            "max_retry_after": 5,
+        },
+    }
+
+
+@dataclass
+class Rig:
+    """Both simulators, served on ephemeral 127.0.0.1 ports, and a directory for state."""
+
+    tmp: Path
+    panther: PantherSimulator
+    bigpanda: BigPandaSimulator
+    panther_url: str = ""
+    bigpanda_url: str = ""
+
+    def write_config(self, name: str = "bridge.yaml", **sections: dict[str, Any]) -> Path:
+        """A real config file: the defaults above, each section updated by `sections`."""
+        doc = _defaults(self)
+        for section, values in sections.items():
+            doc.setdefault(section, {}).update(values)
+        path = self.tmp / name
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+    def settings(self, **sections: dict[str, Any]) -> Settings:
+        return load_config(self.write_config(**sections), environ={})
+
+    def generate(self, n: int, spacing: float = 0.01) -> list[str]:
+        """`n` Panther alerts created in the recent past; returns their incident identifiers."""
+        return [f"panther-{a['id']}" for a in self.panther.generate(n, spacing=spacing)]
+
+    def delivered(self) -> Counter[str]:
+        """How many times BigPanda stored each incident identifier (exact resends count once)."""
+        return Counter(a.alert.get("incident_identifier") for a in self.bigpanda.accepted)
+
+    def posts(self) -> list[RequestRecord]:
+        """The alerts POSTs BigPanda received, in arrival order."""
+        return [r for r in self.bigpanda.requests if r.method == "POST" and r.path == ALERTS_PATH]
+
+    def job_polls(self) -> list[RequestRecord]:
+        return [r for r in self.bigpanda.requests if r.method == "GET"]
+
+
+@contextlib.asynccontextmanager
+async def make_rig(tmp: Path, **bigpanda_kwargs: Any) -> AsyncIterator[Rig]:
+    rig = Rig(
+        tmp=tmp,
+        panther=PantherSimulator(token=PANTHER_TOKEN),
+        bigpanda=BigPandaSimulator(token=BIGPANDA_TOKEN, app_keys=[APP_KEY], **bigpanda_kwargs),
+    )
+    async with serve_app(rig.panther.app) as p_url, serve_app(rig.bigpanda.app) as b_url:
+        rig.panther_url, rig.bigpanda_url = p_url, b_url
+        yield rig
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, *, stop_timeout: float = 10.0) -> AsyncIterator[Bridge]:
+    """The real service (`Bridge.run`) in this loop; stopped like SIGTERM stops it, on exit."""
+    stopping = asyncio.Event()
+    async with Bridge(settings) as bridge:
+        task = asyncio.create_task(bridge.run(stopping, serve=False), name="bridge")
+        try:
+            yield bridge
+        finally:
+            stopping.set()
+            await asyncio.wait_for(task, stop_timeout)
+
+
+async def wait_until(
+    condition: Callable[[], bool], timeout: float, *, what: str = "condition", every: float = 0.02
+) -> float:
+    """Poll `condition` until true; AssertionError after `timeout`. Returns the seconds taken."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(every)
+    return time.monotonic() - started
+
+
+def settled(bridge: Bridge) -> bool:
+    """Nothing pending and no job open: whatever was going to be delivered was."""
+    counts = bridge.outbox.counts()
+    return counts["pending"] == 0 and counts["jobs"] == 0 and counts["job"] == 0
+
+
+def all_delivered(rig: Rig, bridge: Bridge, expected: list[str]) -> Callable[[], bool]:
+    def check() -> bool:
+        return set(expected) <= set(rig.delivered()) and settled(bridge)
+
+    return check
+
+
+def metric(bridge: Bridge, name: str, **labels: str) -> float:
+    """The current value of one sample of the bridge's registry (0 when absent)."""
+    value = bridge.metrics.registry.get_sample_value(name, labels)
+    return value or 0.0
+
+
+def sample_payload(i: int, **fields: Any) -> bytes:
+    """A valid frozen BigPanda alert payload, as the normalizer would store it."""
+    alert = {
+        "status": "critical",
+        "host": "rule.test",
+        "check": f"check {i}",
+        "timestamp": 1_700_000_000 + i,
+        "incident_identifier": f"panther-{i:032x}",
+        "panther_alert_id": f"{i:032x}",
+        **fields,
+    }
+    return orjson.dumps(alert)
+
+
+def sample_event(i: int, *, app_key: str = APP_KEY, **fields: Any) -> NewEvent:
+    return NewEvent(
+        dedup_key=f"alert:{i:032x}:OPEN:alert",
+        alert_id=f"{i:032x}",
+        kind="alert",
+        bp_status="critical",
+        app_key=app_key,
+        payload=sample_payload(i, **fields),
+        event_time=1_700_000_000.0 + i,
+    )
