@@ -1,0 +1,745 @@
+"""The benchmark runner: `python -m bench` (issue 7).
+
+Every scenario starts fresh simulators in a helper process (`bench.sims`) and the client under
+test in a process of its own: the real bridge (`python -m bridge run --config F`), the naive
+baseline (`bench.naive`) or the transport ceiling (`bench.ceiling`). The bridge's CPU time and
+peak RSS are read from /proc/<pid>/stat and /proc/<pid>/status while it runs; catch-up times are
+taken on the simulators' side (first Panther request -> last alert accepted by BigPanda), the
+same way for every client. Ratios are computed from figures of the same run only: the machine is
+shared and noisy, so figures from different runs do not compare.
+
+Scenarios (`--only`): catchup (bridge, naive, ceiling; also gives the catch-up RSS and CPU),
+steady, outage, normalizer, backfill (bench/backfill.py when present).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import datetime as dt
+import importlib.util
+import os
+import platform
+import re
+import shlex
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from bench.sims import APP_KEY, BIGPANDA_TOKEN, PANTHER_TOKEN
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
+SCENARIOS = ("catchup", "steady", "outage", "normalizer", "backfill")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+MB = 1024 * 1024
+
+# Targets of issue 7: (figure key, comparison, bound, unit/label).
+POLL_INTERVAL = 1.0
+TARGETS: dict[str, tuple[str, float]] = {
+    "catchup.bridge_over_naive": (">=", 50.0),
+    "catchup.bridge_over_ceiling": (">=", 0.5),
+    "steady.p99_seconds": ("<=", POLL_INTERVAL + 0.5),
+    "catchup.bridge_peak_rss_mb": ("<=", 120.0),
+    "outage.bridge_peak_rss_mb": ("<=", 120.0),
+    "catchup.bridge_cpu_seconds_per_10k": ("<=", 1.0),
+    "normalizer.alerts_per_second": (">=", 20_000.0),
+}
+
+CONFIG_TEMPLATE = """\
+panther:
+  api_url: {panther}
+  api_token: {panther_token}
+  poll_interval: {poll_interval}
+  initial_lookback: {lookback}
+bigpanda:
+  api_url: {bigpanda}
+  api_token: {bigpanda_token}
+  app_key: {app_key}
+state:
+  path: {state}
+server:
+  host: 127.0.0.1
+  port: {port}
+  shutdown_grace: 3s
+retry:
+  initial_backoff: 1s
+  max_backoff: {max_backoff}
+logging:
+  level: info
+  format: json
+"""
+
+
+class BenchError(Exception):
+    """A scenario could not complete (timeout, a process died): the benchmark fails loudly."""
+
+
+@dataclass
+class Options:
+    alerts: int = 20_000
+    naive_alerts: int = 500
+    steady_seconds: float = 60.0
+    steady_rate: float = 50.0
+    page_latency: float = 0.05
+    bigpanda_latency: float = 0.02
+    ceiling_slices: int = 4
+    normalizer_alerts: int = 5_000
+    quick: bool = False
+    only: list[str] = field(default_factory=lambda: list(SCENARIOS))
+    json_path: Path = DEFAULT_JSON
+    profile: str | None = None  # a py-spy/pyinstrument wrapper for the catch-up bridge, if any
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """Children get SIGTERM if the runner dies, so no simulator or bridge outlives a crash."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Processes:
+    """Every child the runner started; `close()` ends those still running, each by its pid."""
+
+    def __init__(self) -> None:
+        self.children: list[asyncio.subprocess.Process] = []
+
+    async def spawn(self, *argv: str, **kwargs: Any) -> asyncio.subprocess.Process:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        proc = await asyncio.create_subprocess_exec(
+            *argv, cwd=ROOT, env=env, preexec_fn=_die_with_parent, **kwargs
+        )
+        self.children.append(proc)
+        return proc
+
+    async def stop(self, proc: asyncio.subprocess.Process, grace: float = 15.0) -> None:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), grace)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        with contextlib.suppress(ValueError):
+            self.children.remove(proc)
+
+    async def close(self) -> None:
+        for proc in list(self.children):
+            await self.stop(proc, grace=5.0)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process, from /proc/<pid>/stat (fields 14 and 15)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM (peak RSS) of a live process, in MB."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# -- the simulators ----------------------------------------------------------------------------
+
+
+class SimsHandle:
+    def __init__(self, proc: asyncio.subprocess.Process, urls: dict[str, str]) -> None:
+        self.proc = proc
+        self.urls = urls
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+
+    async def get(self, path: str) -> dict[str, Any]:
+        async with self.session.get(self.urls["control"] + path) as resp:
+            resp.raise_for_status()
+            return orjson.loads(await resp.read())
+
+    async def post(self, path: str, **params: Any) -> None:
+        query = {k: str(v) for k, v in params.items()}
+        async with self.session.post(self.urls["control"] + path, params=query) as resp:
+            resp.raise_for_status()
+
+    async def stats(self) -> dict[str, Any]:
+        return await self.get("/stats")
+
+
+@contextlib.asynccontextmanager
+async def simulators(procs: Processes, opts: Options, *, alerts: int = 0, outage: float = 0.0):
+    # Spread the waiting alerts over the last ~half hour (inside the bridge's initial lookback).
+    spacing = min(0.1, 1800 / max(alerts, 1))
+    proc = await procs.spawn(
+        sys.executable, "-m", "bench.sims", "--alerts", str(alerts), "--spacing", str(spacing),
+        "--page-latency", str(opts.page_latency),
+        "--bigpanda-latency", str(opts.bigpanda_latency), "--outage", str(outage),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 60 + alerts / 5000)
+        if not line:
+            raise BenchError(f"bench.sims exited ({await proc.wait()}) before it was ready")
+        handle = SimsHandle(proc, orjson.loads(line))
+        try:
+            yield handle
+        finally:
+            await handle.session.close()
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()  # the helper exits when its stdin closes
+        await procs.stop(proc)
+
+
+async def wait_until(
+    what: str, check: Callable[[], Any], timeout: float, *, every: float = 0.1,
+    alive: asyncio.subprocess.Process | None = None,
+) -> Any:
+    """Call async `check` until it returns something truthy; BenchError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if alive is not None and alive.returncode is not None:
+            raise BenchError(f"{what}: the process under test exited with {alive.returncode}")
+        if time.monotonic() > deadline:
+            raise BenchError(f"{what}: not reached within {timeout:.0f}s")
+        await asyncio.sleep(every)
+
+
+# -- the bridge --------------------------------------------------------------------------------
+
+
+@dataclass
+class BridgeRun:
+    proc: asyncio.subprocess.Process
+    log_path: Path
+    metrics_url: str
+    cpu_at_first_request: float | None = None
+    max_rss_mb: float = 0.0
+
+    def sample(self) -> dict[str, float]:
+        mem = memory_mb(self.proc.pid)
+        self.max_rss_mb = max(self.max_rss_mb, mem.get("VmRSS", 0.0))
+        return mem
+
+    def log_tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+@contextlib.asynccontextmanager
+async def bridge_process(
+    procs: Processes, sims: SimsHandle, workdir: Path, name: str, *, max_backoff: str = "5m",
+    wrapper: str | None = None,
+):
+    port = free_port()
+    config = workdir / f"{name}.yaml"
+    config.write_text(CONFIG_TEMPLATE.format(
+        panther=sims.urls["panther"], panther_token=PANTHER_TOKEN,
+        bigpanda=sims.urls["bigpanda"], bigpanda_token=BIGPANDA_TOKEN, app_key=APP_KEY,
+        state=workdir / f"{name}.db", port=port, poll_interval=f"{POLL_INTERVAL:g}s",
+        lookback="2h", max_backoff=max_backoff,
+    ))
+    log_path = workdir / f"{name}.log"
+    argv = [sys.executable, "-m", "bridge", "run", "--config", str(config)]
+    if wrapper:
+        argv = [*shlex.split(wrapper), *argv]
+    with log_path.open("wb") as log:
+        proc = await procs.spawn(*argv, stdout=log, stderr=log)
+    run = BridgeRun(proc, log_path, f"http://127.0.0.1:{port}/metrics")
+    try:
+        yield run
+    except BenchError as exc:
+        raise BenchError(f"{exc}\n--- {log_path.name} (last lines) ---\n{run.log_tail()}") from None
+    finally:
+        await procs.stop(proc)
+
+
+async def await_first_request(run: BridgeRun, sims: SimsHandle) -> None:
+    """Wait for the bridge's first Panther request; note its CPU then (the startup cost)."""
+
+    async def started() -> bool:
+        if (await sims.stats())["first_panther_at"] is None:
+            return False
+        run.cpu_at_first_request = cpu_seconds(run.proc.pid)
+        return True
+
+    await wait_until("bridge first request", started, 60, every=0.05, alive=run.proc)
+
+
+# -- scenarios ---------------------------------------------------------------------------------
+
+
+async def catchup_bridge(procs: Processes, opts: Options, workdir: Path) -> dict[str, Any]:
+    n = opts.alerts
+    async with simulators(procs, opts, alerts=n) as sims:
+        sim_cpu_before = (await sims.stats())["cpu_seconds"]
+        async with bridge_process(procs, sims, workdir, "catchup", wrapper=opts.profile) as run:
+            pid = run.proc.pid
+            await await_first_request(run, sims)
+
+            async def delivered() -> dict[str, Any] | None:
+                run.sample()
+                stats = await sims.stats()
+                return stats if stats["accepted_alerts"] >= n else None
+
+            stats = await wait_until(
+                "bridge catch-up", delivered, 120 + n / 50, every=0.2, alive=run.proc
+            )
+            cpu_total = cpu_seconds(pid)
+            mem = run.sample()
+    seconds = stats["last_accepted_at"] - stats["first_panther_at"]
+    startup_cpu = run.cpu_at_first_request or 0.0
+    return {
+        "alerts": n,
+        "seconds": seconds,
+        "alerts_per_second": n / seconds,
+        "peak_rss_mb": mem["VmHWM"],
+        "cpu_seconds": cpu_total,
+        "cpu_seconds_startup": startup_cpu,
+        # Per 10,000 delivered, without the interpreter start and imports (reported apart).
+        "cpu_seconds_per_10k": (cpu_total - startup_cpu) * 10_000 / n,
+        "cpu_seconds_per_10k_with_startup": cpu_total * 10_000 / n,
+        "duplicates": stats["duplicates"],
+        "bigpanda_requests": stats["bigpanda_requests"],
+        "panther_requests": stats["panther_requests"],
+        "sims_cpu_share": (stats["cpu_seconds"] - sim_cpu_before) / max(seconds, 1e-9),
+    }
+
+
+async def catchup_client(
+    procs: Processes, opts: Options, module: str, n: int, *extra: str
+) -> dict[str, Any]:
+    """Run `bench.naive` or `bench.ceiling` against fresh simulators holding `n` alerts."""
+    async with simulators(procs, opts, alerts=n) as sims:
+        sim_cpu_before = (await sims.stats())["cpu_seconds"]
+        proc = await procs.spawn(
+            sys.executable, "-m", module,
+            "--panther", sims.urls["panther"], "--panther-token", PANTHER_TOKEN,
+            "--bigpanda", sims.urls["bigpanda"], "--bigpanda-token", BIGPANDA_TOKEN,
+            "--app-key", APP_KEY, "--since", str(sims.urls["oldest"] - 1), "--limit", str(n),
+            *extra, stdout=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), 120 + n / 5)
+        except TimeoutError:
+            raise BenchError(f"{module}: did not finish") from None
+        finally:
+            await procs.stop(proc)
+        if proc.returncode != 0:
+            raise BenchError(f"{module} exited with {proc.returncode}")
+        own = orjson.loads(out.splitlines()[-1])
+        stats = await sims.stats()
+    if stats["accepted_alerts"] < n:
+        raise BenchError(f"{module}: only {stats['accepted_alerts']} of {n} alerts accepted")
+    seconds = stats["last_accepted_at"] - stats["first_panther_at"]
+    return {
+        "alerts": n,
+        "seconds": seconds,
+        "alerts_per_second": n / seconds,
+        "client_seconds": own["seconds"],
+        "cpu_seconds_per_10k": own["cpu_seconds"] * 10_000 / n,
+        "peak_rss_mb": own["peak_rss_mb"],
+        "sims_cpu_share": (stats["cpu_seconds"] - sim_cpu_before) / max(seconds, 1e-9),
+    }
+
+
+def bridge_concurrency() -> tuple[int, int]:
+    """(max_in_flight, batch_size): the bridge's defaults, which the ceiling must match."""
+    from bridge.config import BigPandaSettings
+
+    fields = BigPandaSettings.model_fields
+    return fields["max_in_flight"].default, fields["batch_size"].default
+
+
+async def scenario_catchup(procs: Processes, opts: Options, workdir: Path) -> dict[str, Any]:
+    in_flight, batch = bridge_concurrency()
+    common = ("--max-in-flight", str(in_flight), "--batch-size", str(batch))
+    say(f"catch-up: bridge, {opts.alerts} alerts waiting")
+    bridge = await catchup_bridge(procs, opts, workdir)
+    say(f"catch-up: naive baseline, {opts.naive_alerts} alerts")
+    naive = await catchup_client(procs, opts, "bench.naive", opts.naive_alerts)
+    say(f"catch-up: ceiling, {opts.alerts} alerts")
+    ceiling = await catchup_client(
+        procs, opts, "bench.ceiling", opts.alerts, "--slices", "1", *common
+    )
+    result: dict[str, Any] = {
+        "bridge": bridge,
+        "naive": naive,
+        "ceiling": ceiling,
+        "bridge_over_naive": bridge["alerts_per_second"] / naive["alerts_per_second"],
+        "bridge_over_ceiling": bridge["alerts_per_second"] / ceiling["alerts_per_second"],
+        "bridge_peak_rss_mb": bridge["peak_rss_mb"],
+        "bridge_cpu_seconds_per_10k": bridge["cpu_seconds_per_10k"],
+        "max_in_flight": in_flight,
+        "batch_size": batch,
+    }
+    if opts.ceiling_slices > 1:
+        # Not a target: what concurrent slice paging would make possible (see issue 7, item 3).
+        say(f"catch-up: ceiling with {opts.ceiling_slices} concurrent pagers")
+        sliced = await catchup_client(
+            procs, opts, "bench.ceiling", opts.alerts, "--slices", str(opts.ceiling_slices),
+            *common,
+        )
+        result["ceiling_sliced"] = dict(sliced, slices=opts.ceiling_slices)
+        result["ceiling_sliced_over_naive"] = (
+            sliced["alerts_per_second"] / naive["alerts_per_second"]
+        )
+    return result
+
+
+async def scenario_steady(procs: Processes, opts: Options, workdir: Path) -> dict[str, Any]:
+    total = int(opts.steady_rate * opts.steady_seconds)
+    say(f"steady: {opts.steady_rate:g} alerts/s for {opts.steady_seconds:g}s")
+    async with (
+        simulators(procs, opts) as sims,
+        bridge_process(procs, sims, workdir, "steady") as run,
+    ):
+        await await_first_request(run, sims)
+        cpu_start = cpu_seconds(run.proc.pid)
+        await sims.post("/produce", rate=opts.steady_rate, duration=opts.steady_seconds)
+
+        async def delivered() -> bool:
+            run.sample()
+            stats = await sims.stats()
+            return stats["produced"] >= total and stats["accepted_alerts"] >= total
+
+        await wait_until(
+            "steady delivery", delivered, opts.steady_seconds + 60, every=0.25, alive=run.proc
+        )
+        cpu = cpu_seconds(run.proc.pid) - cpu_start
+        latency = await sims.get("/latency")
+        mem = run.sample()
+    return {
+        "alerts": total,
+        "rate": opts.steady_rate,
+        "seconds": opts.steady_seconds,
+        "poll_interval": POLL_INTERVAL,
+        "p50_seconds": latency["p50"],
+        "p99_seconds": latency["p99"],
+        "max_seconds": latency["max"],
+        "bridge_cpu_share": cpu / opts.steady_seconds,
+        "bridge_peak_rss_mb": mem["VmHWM"],
+    }
+
+
+async def metric_value(session: aiohttp.ClientSession, url: str, name: str) -> float:
+    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+        async with session.get(url) as resp:
+            text = await resp.text()
+        for line in text.splitlines():
+            if line.startswith(name):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def scenario_outage(procs: Processes, opts: Options, workdir: Path) -> dict[str, Any]:
+    n = opts.alerts
+    say(f"outage: BigPanda down, {n} events queued in the outbox")
+    async with (
+        simulators(procs, opts, alerts=n, outage=3600) as sims,
+        bridge_process(procs, sims, workdir, "outage", max_backoff="2s") as run,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
+    ):
+        received = 'bridge_events_received_total{kind="alert"}'
+
+        async def queued() -> bool:
+            run.sample()
+            return await metric_value(session, run.metrics_url, received) >= n
+
+        await wait_until("outage intake", queued, 120 + n / 50, every=0.25, alive=run.proc)
+        # A few retry rounds against the outage with everything queued, then measure.
+        for _ in range(12):
+            run.sample()
+            await asyncio.sleep(0.25)
+        queued_mem = run.sample()
+        await sims.post("/outage", seconds=0)
+        ended = time.monotonic()
+
+        async def drained() -> bool:
+            run.sample()
+            return (await sims.stats())["accepted_alerts"] >= n
+
+        await wait_until("outage drain", drained, 120 + n / 50, every=0.2, alive=run.proc)
+        drain_seconds = time.monotonic() - ended
+        mem = run.sample()
+        stats = await sims.stats()
+    return {
+        "events": n,
+        "peak_rss_queued_mb": queued_mem["VmHWM"],
+        "bridge_peak_rss_mb": mem["VmHWM"],
+        "drain_seconds_after_outage": drain_seconds,
+        "bigpanda_errors": stats["bigpanda_errors"],
+        "duplicates": stats["duplicates"],
+    }
+
+
+def scenario_normalizer(opts: Options) -> dict[str, Any]:
+    """Alerts/s through `normalize` alone: validation + mapping + payload encoding, one core."""
+    from bridge.normalize import EVENT_ALERT, Invalid, MappingRules, normalize
+    from bridge.sim.panther import PantherSimulator
+
+    n = opts.normalizer_alerts
+    say(f"normalizer: {n} simulator alerts")
+    sim = PantherSimulator()
+    # Through JSON and back, as the poller gets them off the wire.
+    alerts = orjson.loads(orjson.dumps(sim.generate(n, spacing=1.0)))
+    rules = MappingRules(console_url="https://bench.runpanther.net")
+    observed = int(time.time())
+    best = float("inf")
+    invalid = 0
+    for _ in range(3):
+        invalid = 0
+        started = time.perf_counter()
+        for raw in alerts:
+            out = normalize(raw, kind=EVENT_ALERT, observed_at=observed, rules=rules)
+            if isinstance(out, Invalid):
+                invalid += 1
+            else:
+                orjson.dumps(out)
+        best = min(best, time.perf_counter() - started)
+    return {
+        "source": "inline (bench/run.py)",
+        "alerts": n,
+        "invalid": invalid,
+        "alerts_per_second": n / best,
+        "microseconds_per_alert": best / n * 1e6,
+    }
+
+
+async def run_external(procs: Processes, opts: Options, module: str) -> dict[str, Any] | None:
+    """Run another team's `bench/<module>.py` (if present) and keep what it printed.
+
+    Its last line is taken as JSON when it parses; otherwise its output is kept as text and the
+    first `<number> alerts/s` in it becomes `alerts_per_second`.
+    """
+    if importlib.util.find_spec(f"bench.{module}") is None:
+        return None
+    env_quick = ["--quick"] if opts.quick else []
+    proc = await procs.spawn(
+        sys.executable, "-m", f"bench.{module}", *env_quick,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 60 if opts.quick else 600)
+    except TimeoutError:
+        await procs.stop(proc)
+        return {"source": f"bench/{module}.py", "error": "timed out"}
+    text = out.decode(errors="replace").strip()
+    result: dict[str, Any] = {"source": f"bench/{module}.py", "exit_code": proc.returncode}
+    last = text.splitlines()[-1] if text else ""
+    try:
+        parsed = orjson.loads(last)
+        result["output"] = parsed
+        if isinstance(parsed, dict):
+            for key, value in parsed.items():
+                if "per_s" in key and isinstance(value, int | float):
+                    result.setdefault("alerts_per_second", value)
+    except orjson.JSONDecodeError:
+        result["output"] = text[-2000:]
+        if match := re.search(r"([\d,]+(?:\.\d+)?)\s*alerts/s", text):
+            result["alerts_per_second"] = float(match.group(1).replace(",", ""))
+    return result
+
+
+# -- the report --------------------------------------------------------------------------------
+
+
+def lookup(results: dict[str, Any], key: str) -> Any:
+    node: Any = results
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The table: every figure with its target (if any) and whether it was met."""
+
+    def row(label: str, key: str, fmt: str) -> dict[str, Any]:
+        value = lookup(results, key)
+        target = TARGETS.get(key)
+        met = None
+        if target is not None and value is not None:
+            op, bound = target
+            met = value >= bound if op == ">=" else value <= bound
+        return {
+            "figure": label,
+            "key": key,
+            "value": value,
+            "shown": "-" if value is None else fmt.format(value),
+            "target": f"{target[0]} {target[1]:g}" if target else "",
+            "met": met,
+        }
+
+    return [
+        row("catch-up: bridge (alerts/s)", "catchup.bridge.alerts_per_second", "{:,.0f}"),
+        row("catch-up: bridge (s for all)", "catchup.bridge.seconds", "{:.1f}"),
+        row("catch-up: naive (alerts/s)", "catchup.naive.alerts_per_second", "{:,.1f}"),
+        row("catch-up: ceiling (alerts/s)", "catchup.ceiling.alerts_per_second", "{:,.0f}"),
+        row("catch-up: ceiling, sliced pagers (alerts/s)",
+            "catchup.ceiling_sliced.alerts_per_second", "{:,.0f}"),
+        row("ratio bridge / naive", "catchup.bridge_over_naive", "{:.1f}x"),
+        row("ratio bridge / ceiling", "catchup.bridge_over_ceiling", "{:.2f}x"),
+        row("ratio sliced ceiling / naive", "catchup.ceiling_sliced_over_naive", "{:.1f}x"),
+        row("steady: p50 latency (s)", "steady.p50_seconds", "{:.2f}"),
+        row("steady: p99 latency (s)", "steady.p99_seconds", "{:.2f}"),
+        row("steady: max latency (s)", "steady.max_seconds", "{:.2f}"),
+        row("peak RSS, catch-up (MB)", "catchup.bridge_peak_rss_mb", "{:.1f}"),
+        row("peak RSS, outage queue (MB)", "outage.bridge_peak_rss_mb", "{:.1f}"),
+        row("outage: drain after recovery (s)", "outage.drain_seconds_after_outage", "{:.1f}"),
+        row("CPU-s per 10k alerts (catch-up)", "catchup.bridge_cpu_seconds_per_10k", "{:.2f}"),
+        row("CPU-s per 10k, incl. startup",
+            "catchup.bridge.cpu_seconds_per_10k_with_startup", "{:.2f}"),
+        row("CPU-s per 10k, ceiling client", "catchup.ceiling.cpu_seconds_per_10k", "{:.2f}"),
+        row("normalizer (alerts/s)", "normalizer.alerts_per_second", "{:,.0f}"),
+        row("normalizer, bench/normalizer.py (alerts/s)",
+            "normalizer_external.alerts_per_second", "{:,.0f}"),
+        row("backfill, bench/backfill.py (alerts/s)", "backfill.alerts_per_second", "{:,.0f}"),
+    ]
+
+
+def render_table(table: list[dict[str, Any]]) -> str:
+    shown = [r for r in table if r["value"] is not None]
+    width = max((len(r["figure"]) for r in shown), default=10)
+    tw = max((len(r["target"]) for r in shown), default=6)
+    lines = [f"| {'figure':<{width}} | {'value':>10} | {'target':<{tw}} | met? |",
+             f"|{'-' * (width + 2)}|{'-' * 12}|{'-' * (tw + 2)}|------|"]
+    for r in shown:
+        met = "" if r["met"] is None else ("yes" if r["met"] else "NO")
+        lines.append(
+            f"| {r['figure']:<{width}} | {r['shown']:>10} | {r['target']:<{tw}} | {met:<4} |"
+        )
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "uvloop": importlib.util.find_spec("uvloop") is not None,
+    }
+
+
+def say(text: str) -> None:
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+# -- entry point -------------------------------------------------------------------------------
+
+
+async def run_all(opts: Options) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    procs = Processes()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bridge-bench-") as tmp:
+            workdir = Path(tmp)
+            if "catchup" in opts.only:
+                results["catchup"] = await scenario_catchup(procs, opts, workdir)
+            if "steady" in opts.only:
+                results["steady"] = await scenario_steady(procs, opts, workdir)
+            if "outage" in opts.only:
+                results["outage"] = await scenario_outage(procs, opts, workdir)
+            if "normalizer" in opts.only:
+                results["normalizer"] = scenario_normalizer(opts)
+                external = await run_external(procs, opts, "normalizer")
+                if external is not None:
+                    results["normalizer_external"] = external
+            if "backfill" in opts.only:
+                external = await run_external(procs, opts, "backfill")
+                if external is not None:
+                    results["backfill"] = external
+    finally:
+        await procs.close()
+    return results
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--alerts", type=int, default=None,
+                   help="alerts waiting for the catch-up and outage scenarios (default 20000)")
+    p.add_argument("--naive-alerts", type=int, default=None, help="naive subset (default 500)")
+    p.add_argument("--steady-seconds", type=float, default=None, help="default 60")
+    p.add_argument("--steady-rate", type=float, default=None, help="alerts/s (default 50)")
+    p.add_argument("--page-latency", type=float, default=0.05, help="Panther s per request")
+    p.add_argument("--bigpanda-latency", type=float, default=0.02, help="BigPanda s per request")
+    p.add_argument("--ceiling-slices", type=int, default=None,
+                   help="pagers of the extra sliced-ceiling run (default 4; 1 skips it)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: the smoke test's run")
+    p.add_argument("--only", action="append", choices=SCENARIOS,
+                   help="run only this scenario (repeatable)")
+    p.add_argument("--json", type=Path, default=DEFAULT_JSON, dest="json_path",
+                   help=f"where to write the results (default {DEFAULT_JSON.relative_to(ROOT)})")
+    p.add_argument("--profile", default=None,
+                   help="wrap the catch-up bridge, e.g. 'py-spy record -o p.svg --'")
+    args = p.parse_args(argv)
+    opts = Options(quick=args.quick, json_path=args.json_path, profile=args.profile,
+                   page_latency=args.page_latency, bigpanda_latency=args.bigpanda_latency)
+    if args.quick:
+        opts.alerts, opts.naive_alerts, opts.steady_seconds = 300, 60, 2.5
+        opts.normalizer_alerts = 300
+    for name in ("alerts", "naive_alerts", "steady_seconds", "steady_rate", "ceiling_slices"):
+        if getattr(args, name) is not None:
+            setattr(opts, name, getattr(args, name))
+    if args.only:
+        opts.only = args.only
+    return opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    command = "python -m bench " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    started = time.monotonic()
+    try:
+        results = asyncio.run(run_all(opts))
+    except BenchError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    table = rows(results)
+    doc = {
+        "command": command.strip(),
+        "machine": machine(),
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
+        "wall_seconds": time.monotonic() - started,
+        "results": results,
+        "table": table,
+        "targets_missed": [r["figure"] for r in table if r["met"] is False],
+    }
+    opts.json_path.parent.mkdir(parents=True, exist_ok=True)
+    opts.json_path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    m = doc["machine"]
+    print(f"{m['cores']} cores, Python {m['python']}, {m['date']}; `{doc['command']}`")
+    print(render_table(table))
+    print(f"results written to {opts.json_path}")
+    return 0
