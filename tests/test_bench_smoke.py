@@ -1,0 +1,81 @@
+"""The benchmark at tiny sizes (`python -m bench --quick`), so that it cannot rot.
+
+It asserts that every scenario completes and every figure is produced, never how fast anything
+is: speed is what the benchmark reports, on a machine that is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+FIGURES = [
+    "catchup.bridge.alerts_per_second",
+    "catchup.bridge.seconds",
+    "catchup.naive.alerts_per_second",
+    "catchup.ceiling.alerts_per_second",
+    "catchup.bridge_over_naive",
+    "catchup.bridge_over_ceiling",
+    "catchup.bridge_peak_rss_mb",
+    "catchup.bridge_cpu_seconds_per_10k",
+    "steady.p50_seconds",
+    "steady.p99_seconds",
+    "steady.max_seconds",
+    "outage.bridge_peak_rss_mb",
+    "normalizer.alerts_per_second",
+]
+
+
+def lookup(doc: dict, key: str) -> object:
+    node: object = doc
+    for part in key.split("."):
+        assert isinstance(node, dict) and part in node, f"{key}: missing ({part})"
+        node = node[part]
+    return node
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, dict]:
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--ceiling-slices", "2", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, orjson.loads(out.read_bytes())
+
+
+class TestQuickBenchmark:
+    """A tiny run completes, and reports every figure, every ratio and every target."""
+
+    def test_every_figure_is_a_positive_number(self, quick_run: tuple) -> None:
+        _, doc = quick_run
+        for key in FIGURES:
+            value = lookup(doc["results"], key)
+            assert isinstance(value, int | float) and math.isfinite(value), key
+            assert value >= 0, key
+
+    def test_every_alert_was_delivered_exactly_once(self, quick_run: tuple) -> None:
+        _, doc = quick_run
+        results = doc["results"]
+        assert results["catchup"]["bridge"]["duplicates"] == 0
+        assert results["outage"]["bigpanda_errors"] > 0  # the outage really refused requests
+        assert results["steady"]["alerts"] > 0
+
+    def test_the_table_has_every_target_and_a_verdict(self, quick_run: tuple) -> None:
+        proc, doc = quick_run
+        with_target = [row for row in doc["table"] if row["target"]]
+        assert len(with_target) == 7
+        assert all(row["met"] in (True, False) for row in with_target)
+        assert "| met? |" in proc.stdout
+        assert doc["machine"]["cores"] and doc["machine"]["python"]
