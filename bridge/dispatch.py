@@ -101,12 +101,27 @@ class Dispatcher:
     # -- the loop ------------------------------------------------------------------------------
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Send until `stopping` is set; then give in-flight batches `shutdown_grace` to finish."""
-        while not stopping.is_set():
-            started = await self.step()
-            if not started:
-                await self._idle(stopping)
-        await self.finish_in_flight(self._shutdown_grace)
+        """Send until `stopping` is set; then give in-flight batches `shutdown_grace` to finish.
+
+        If this loop is itself cancelled (the service's own grace ran out first), the batches it
+        started are cancelled with it rather than left running against a closing session and a
+        closed outbox.
+        """
+        try:
+            while not stopping.is_set():
+                started = await self.step()
+                if not started:
+                    await self._idle(stopping)
+            await self.finish_in_flight(self._shutdown_grace)
+        finally:
+            await self._cancel_in_flight()
+
+    async def _cancel_in_flight(self) -> None:
+        tasks = [t for t in self._tasks if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def step(self) -> int:
         """Start as many batches as there is room and due work for; return how many started."""
@@ -144,9 +159,7 @@ class Dispatcher:
                 "dispatch.shutdown_cancelled", batches=len(late),
                 hint="their events stay pending and are resent on the next start",
             )
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+            await self._cancel_in_flight()
 
     async def _idle(self, stopping: asyncio.Event) -> None:
         """Sleep until new events, a finished batch, the next due retry, or the end of a pause.

@@ -1,0 +1,347 @@
+"""The dispatcher on its own: outbox in, BigPanda simulator out, no Panther in the way.
+
+These pin down what the end-to-end tests cannot see from outside: batch shapes, how many requests
+are in flight, how many events are held in memory, and the order of decisions under concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from harness import APP_KEY, BIGPANDA_TOKEN, sample_event, wait_until
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bridge.bigpanda.client import Accepted, BigPandaClient
+from bridge.dispatch import MAX_BATCH_BYTES, Dispatcher, encode_batch
+from bridge.health import Health
+from bridge.metrics import Metrics
+from bridge.outbox import Outbox, PendingEvent
+from bridge.retry import RetryPolicy
+from bridge.sim import serve_app
+from bridge.sim.bigpanda import ALERTS_PATH, BigPandaSimulator, RequestRecord
+
+
+class RecordingOutbox(Outbox):
+    """An outbox that remembers the most events one `due()` call ever loaded into memory."""
+
+    most_loaded = 0
+
+    def due(self, limit: int, **kwargs: Any) -> list[PendingEvent]:
+        rows = super().due(limit, **kwargs)
+        self.most_loaded = max(self.most_loaded, len(rows))
+        return rows
+
+
+class CountingClient(BigPandaClient):
+    """A real client that also counts how many POSTs it has on the wire at once."""
+
+    in_flight = 0
+    most_in_flight = 0
+
+    async def post_alerts(self, body: bytes) -> Accepted:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            return await super().post_alerts(body)
+        finally:
+            self.in_flight -= 1
+
+
+@dataclass
+class Setup:
+    sim: BigPandaSimulator
+    outbox: RecordingOutbox
+    client: CountingClient
+    health: Health
+    dispatcher: Dispatcher
+
+    def add(self, n: int, start: int = 0, **kwargs: Any) -> list[int]:
+        fresh = self.outbox.record([sample_event(i, **kwargs) for i in range(start, start + n)])
+        self.dispatcher.wake(fresh=True)
+        return [int(e.alert_id, 16) for e in fresh]
+
+    def posts(self) -> list[RequestRecord]:
+        return [r for r in self.sim.requests if r.path == ALERTS_PATH]
+
+    def delivered(self) -> int:
+        return len(self.sim.accepted)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[asyncio.Event]:
+        stopping = asyncio.Event()
+        task = asyncio.create_task(self.dispatcher.run(stopping))
+        try:
+            yield stopping
+        finally:
+            stopping.set()
+            self.dispatcher.wake()
+            await asyncio.wait_for(task, 5)
+
+
+@pytest.fixture
+def make_setup(tmp_path: Path) -> Callable[..., contextlib.AbstractAsyncContextManager[Setup]]:
+    @contextlib.asynccontextmanager
+    async def make(
+        *, batch_size: int = 10, max_in_flight: int = 2, timeout: float = 2.0,
+        latency: float = 0.0, give_up_after: float = 3600.0, shutdown_grace: float = 5.0,
+    ) -> AsyncIterator[Setup]:
+        sim = BigPandaSimulator(token=BIGPANDA_TOKEN, latency=latency)
+        metrics = Metrics()
+        health = Health(poll_interval=1.0)
+        outbox = RecordingOutbox.open(tmp_path / "state.db")
+        policy = RetryPolicy(
+            initial_backoff=0.05, max_backoff=0.2, give_up_after=give_up_after,
+            max_retry_after=5, rng=random.Random(7),
+        )
+        try:
+            async with serve_app(sim.app) as url, aiohttp.ClientSession() as session:
+                client = CountingClient(
+                    session, api_url=url, api_token=BIGPANDA_TOKEN, timeout=timeout,
+                    metrics=metrics,
+                )
+                dispatcher = Dispatcher(
+                    client, outbox, metrics, health, batch_size=batch_size,
+                    max_in_flight=max_in_flight, policy=policy, job_timeout=5.0, linger=0.0,
+                    shutdown_grace=shutdown_grace,
+                )
+                yield Setup(sim, outbox, client, health, dispatcher)
+        finally:
+            outbox.close()
+
+    return make
+
+
+def all_sent(setup: Setup, n: int) -> Callable[[], bool]:
+    return lambda: setup.outbox.counts()["sent"] == n
+
+
+class TestRetryPolicy:
+    """Full-jitter backoff, floored by a capped Retry-After; expiry from the first failure."""
+
+    @given(attempt=st.integers(0, 100))
+    def test_backoff_within_full_jitter_bounds(self, attempt: int) -> None:
+        policy = RetryPolicy(initial_backoff=0.5, max_backoff=30.0)
+        delay = policy.backoff(attempt)
+        assert 0.0 <= delay <= min(30.0, 0.5 * 2**attempt)
+
+    @given(retry_after=st.floats(-10, 10_000, allow_nan=False))
+    def test_retry_after_is_a_capped_floor(self, retry_after: float) -> None:
+        policy = RetryPolicy(initial_backoff=0.01, max_backoff=0.02, max_retry_after=60.0)
+        delay = policy.delay(3, retry_after)
+        assert delay >= min(max(retry_after, 0.0), 60.0)
+        assert delay <= max(60.0, 0.02)
+
+    def test_expired_only_after_give_up_after(self) -> None:
+        policy = RetryPolicy(give_up_after=100.0)
+        assert not policy.expired(None, 1e9)
+        assert not policy.expired(1000.0, 1099.0)
+        assert policy.expired(1000.0, 1100.0)
+
+
+class TestOutboxForDelivery:
+    """The outbox reads exactly one batch at a time and keeps dedup keys after pruning."""
+
+    def test_due_limits_excludes_and_filters_in_sqlite(self, tmp_path: Path) -> None:
+        outbox = RecordingOutbox.open(tmp_path / "s.db")
+        try:
+            outbox.record([sample_event(i, app_key="a" if i % 2 else "b") for i in range(50)])
+            first = outbox.due(10, now=0, app_key="a")
+            assert len(first) == 10 and {e.app_key for e in first} == {"a"}
+            second = outbox.due(10, now=0, app_key="a", exclude=[e.id for e in first])
+            assert len(second) == 10 and not {e.id for e in first} & {e.id for e in second}
+            assert outbox.most_loaded == 10
+        finally:
+            outbox.close()
+
+    def test_prune_drops_payload_but_not_dedup_key(self, tmp_path: Path) -> None:
+        outbox = Outbox.open(tmp_path / "s.db")
+        try:
+            outbox.record([sample_event(1)])
+            (event,) = outbox.due(10, now=0)
+            outbox.mark_sent([event.id], now=1000.0)
+            assert outbox.prune(delivered_before=999.0) == 0
+            assert outbox.prune(delivered_before=2000.0) == 1
+            (payload,) = outbox._conn.execute("SELECT payload FROM events").fetchone()
+            assert payload is None
+            assert outbox.record([sample_event(1)]) == [], "a pruned event was accepted again"
+        finally:
+            outbox.close()
+
+    def test_uncounted_retry_does_not_start_the_give_up_clock(self, tmp_path: Path) -> None:
+        outbox = Outbox.open(tmp_path / "s.db")
+        try:
+            outbox.record([sample_event(1)])
+            (event,) = outbox.due(10, now=0)
+            outbox.mark_retry([event.id], next_attempt_at=0, error="401", count_attempt=False)
+            (again,) = outbox.due(10, now=0)
+            assert again.attempts == 0 and again.first_failed_at is None
+            outbox.mark_retry([event.id], next_attempt_at=0, error="500", now=5.0)
+            (third,) = outbox.due(10, now=0)
+            assert third.attempts == 1 and third.first_failed_at == 5.0
+        finally:
+            outbox.close()
+
+
+class TestBatching:
+    """Batches hold one app key, at most batch_size events and MAX_BATCH_BYTES."""
+
+    def test_encode_batch_keeps_payload_bytes(self) -> None:
+        payloads = [b'{"b":1,"a":2}', b'{"z":"\\u00e9"}']
+        body = encode_batch("key", payloads)
+        assert body == b'{"app_key":"key","alerts":[{"b":1,"a":2},{"z":"\\u00e9"}]}'
+        assert orjson.loads(body)["alerts"] == [{"b": 1, "a": 2}, {"z": "é"}]
+
+    async def test_by_count(self, make_setup) -> None:
+        async with make_setup(batch_size=10, max_in_flight=1) as s:
+            s.add(25)
+            async with s.running():
+                await wait_until(all_sent(s, 25), 5, what="delivery")
+            assert [p.alert_count for p in s.posts()] == [10, 10, 5]
+            assert s.delivered() == 25
+
+    async def test_by_bytes(self, make_setup) -> None:
+        async with make_setup(batch_size=100, max_in_flight=1) as s:
+            s.add(8, blob="x" * 300_000)
+            async with s.running():
+                await wait_until(all_sent(s, 8), 5, what="delivery")
+            posts = s.posts()
+            assert all(len(p.body) <= MAX_BATCH_BYTES for p in posts)
+            assert [p.alert_count for p in posts] == [3, 3, 2]
+
+    async def test_one_app_key_per_batch(self, make_setup) -> None:
+        async with make_setup(batch_size=10) as s:
+            s.outbox.record(
+                [sample_event(i, app_key=f"key-{i % 3}") for i in range(30)]
+            )
+            async with s.running():
+                await wait_until(all_sent(s, 30), 5, what="delivery")
+            for post in s.posts():
+                body = orjson.loads(post.body)
+                keys = {a["incident_identifier"] for a in body["alerts"]}
+                assert all(int(k[-32:], 16) % 3 == int(body["app_key"][-1]) for k in keys)
+
+
+class TestConcurrency:
+    """max_in_flight batches at once, never sharing an event, and memory of about one batch."""
+
+    async def test_max_in_flight_is_respected_and_events_not_shared(self, make_setup) -> None:
+        async with make_setup(batch_size=5, max_in_flight=3, latency=0.05) as s:
+            s.add(60)
+            async with s.running():
+                await wait_until(all_sent(s, 60), 5, what="delivery")
+            assert s.client.most_in_flight == 3
+            assert sum(p.alert_count for p in s.posts()) == 60, "an event went out twice"
+            assert s.sim.duplicates == 0
+
+    async def test_long_outage_keeps_events_on_disk(self, make_setup) -> None:
+        """2,000 events queued behind an outage: no `due()` call ever loads more than a batch."""
+        async with make_setup(batch_size=50, max_in_flight=2) as s:
+            s.add(2000)
+            s.sim.outage(0.6)
+            async with s.running():
+                await wait_until(all_sent(s, 2000), 9, what="delivery")
+            assert s.outbox.most_loaded <= 50
+            assert s.delivered() == 2000
+
+    async def test_bisection_waits_out_a_pause(self, make_setup) -> None:
+        """A 429 met halfway through a bisection parks the other half until the pause ends."""
+        async with make_setup(batch_size=8, max_in_flight=1) as s:
+            s.add(8)
+            s.sim.poison(f"{5:032x}")
+            s.sim.script("400,429:Retry-After=1")
+            async with s.running():
+                await wait_until(lambda: s.outbox.counts()["pending"] == 0, 6, what="settle")
+            posts = s.posts()
+            assert [p.status for p in posts[:2]] == [400, 429]
+            assert posts[2].at - posts[1].at >= 1.0 - 0.02, "half a bisection sent while paused"
+            (letter,) = s.outbox.dead_letters()
+            assert letter.alert_id == f"{5:032x}" and letter.reason == "rejected"
+            assert s.delivered() == 7
+
+    async def test_refused_credentials_do_not_start_expiry(self, make_setup) -> None:
+        """A long 401 spell followed by one 500 must not expire events: the 401s were ours."""
+        async with make_setup(give_up_after=0.1, max_in_flight=1) as s:
+            s.add(3)
+            s.sim.script("401,401,401,500")
+            async with s.running():
+                await wait_until(all_sent(s, 3), 5, what="delivery")
+            assert not s.outbox.dead_letters()
+            assert s.health.bigpanda_refused is None
+
+    async def test_retry_behind_a_slow_batch_is_not_delayed(self, make_setup) -> None:
+        """A due retry goes out on time even while another batch is stuck on the wire."""
+        async with make_setup(batch_size=2, max_in_flight=2) as s:
+            s.add(4)
+            s.sim.script("slow:1.5,500")
+            async with s.running():
+                await wait_until(all_sent(s, 4), 5, what="delivery")
+            posts = s.posts()
+            failed = next(p for p in posts if p.status == 500)
+            retry = next(p for p in posts if p.at > failed.at and p.body == failed.body)
+            # Backoff is at most 0.05 s; before the fix the idle loop slept up to 1 s.
+            assert retry.at - failed.at < 0.5
+
+
+class TestShutdown:
+    """Stopping gives in-flight batches a grace period, then cancels them losing nothing."""
+
+    async def test_grace_then_cancel_keeps_events_pending(self, make_setup) -> None:
+        async with make_setup(shutdown_grace=0.2, max_in_flight=1) as s:
+            s.add(3)
+            s.sim.script("slow:1.2")
+            stopping = asyncio.Event()
+            task = asyncio.create_task(s.dispatcher.run(stopping))
+            await wait_until(lambda: bool(s.posts()), 2, what="a request in flight")
+            started = time.monotonic()
+            stopping.set()
+            s.dispatcher.wake()
+            await asyncio.wait_for(task, 2)
+            assert time.monotonic() - started < 1.0
+            counts = s.outbox.counts()
+            assert counts["pending"] == 3 and counts["sent"] == 0
+            assert all(e.attempts == 0 for e in s.outbox.due(10, now=time.time()))
+
+    async def test_in_flight_batch_finishes_within_grace(self, make_setup) -> None:
+        async with make_setup(shutdown_grace=2.0, max_in_flight=1) as s:
+            s.add(3)
+            s.sim.script("slow:0.3")
+            stopping = asyncio.Event()
+            task = asyncio.create_task(s.dispatcher.run(stopping))
+            await wait_until(lambda: bool(s.posts()), 2, what="a request in flight")
+            stopping.set()
+            s.dispatcher.wake()
+            await asyncio.wait_for(task, 3)
+            assert s.outbox.counts()["sent"] == 3
+
+    async def test_cancelling_the_loop_cancels_its_batches(self, make_setup) -> None:
+        async with make_setup(max_in_flight=2, batch_size=1) as s:
+            s.add(2)
+            s.sim.script("slow:1,slow:1")
+            task = asyncio.create_task(s.dispatcher.run(asyncio.Event()))
+            await wait_until(lambda: len(s.posts()) == 2, 2, what="two requests in flight")
+            tasks = set(s.dispatcher._tasks)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            assert tasks and all(t.done() for t in tasks)
+            assert s.outbox.counts()["pending"] == 2
+
+    async def test_wake_ends_idle_immediately(self, make_setup) -> None:
+        async with make_setup() as s:
+            async with s.running():
+                await asyncio.sleep(0.05)  # now idle on an empty outbox
+                s.add(1, start=0, status="warning")
+                took = await wait_until(all_sent(s, 1), 2, what="delivery")
+            assert took < 0.5
+            assert APP_KEY in s.posts()[0].body.decode()
