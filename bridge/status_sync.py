@@ -1,0 +1,284 @@
+"""Status sync: every status change of a forwarded alert becomes one BigPanda event.
+
+Panther has no `updated-after` and no `updatedAt` (shared/api/PANTHER.md): the only ways to see a
+status change are to list again or to `GET /alerts/{id}`. With 1,000 alerts followed, one GET each
+would be 1,000 requests a minute. The strategy here costs a handful:
+
+1. **One status-filtered listing per alert listing type**: `GET /alerts?status=TRIAGED&
+   status=RESOLVED&status=CLOSED` over the tracked creation window (oldest tracked `createdAt` ->
+   now), with the forwarding filters Panther applies (severity, detection id, log type) to keep
+   it small. Most tracked alerts are OPEN and most changes leave OPEN, so the listing holds the
+   changed alerts and the window's non-OPEN alerts, never the (usually far larger) OPEN
+   population: with 1,000 tracked and 10 changed, one page.
+2. A tracked alert found there with another status than the one recorded has changed.
+3. A tracked alert *not* found there is OPEN now: nothing to do if it was OPEN; if it was not
+   (TRIAGED / RESOLVED / CLOSED before), it was reopened, or the listing moved under our feet, so
+   only then is it confirmed with `GET /alerts/{id}` (404: deleted, stop following it). Reopens are
+   rare, so these fallbacks are few; listing OPEN instead would cost the whole OPEN population.
+
+Terminal alerts (RESOLVED / CLOSED) stay tracked until `track_for`, unlike the first design note:
+a reopen must reach BigPanda, and since they are in the status listing anyway, following them
+costs no request. Alerts older than `track_for` are dropped (`bridge_tracking_expired_total`).
+
+Each change is one `status_change` event, dedup key `<alert id>:status_change:<n>:<bp status>`
+where n is the alert's count of transitions seen, plus one. The events and the tracked rows' new
+status and count are recorded in one transaction: a crash between listing and recording derives
+the same keys again (no duplicate), and OPEN -> RESOLVED -> OPEN -> RESOLVED gives four distinct
+events. One sync emits at most one event per alert, and syncs run one after another, so the
+events of an alert are recorded, and hence delivered, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+from pydantic import ValidationError
+
+from bridge.catalog import Catalog
+from bridge.filters import AlertFilter, listing_of
+from bridge.metrics import Metrics
+from bridge.normalize import (
+    EVENT_STATUS_CHANGE,
+    Invalid,
+    MappingRules,
+    normalize,
+    validation_summary,
+)
+from bridge.outbox import NewEvent, Outbox, Rejected, TrackedAlert
+from bridge.panther.client import PantherClient
+from bridge.panther.models import Alert
+
+log = structlog.get_logger("bridge.status_sync")
+
+LISTED_STATUSES = ("TRIAGED", "RESOLVED", "CLOSED")
+FALLBACK_CONCURRENCY = 8
+EPSILON = 1e-6
+
+
+def status_change_key(alert_id: str, transition: int, bp_status: str) -> str:
+    """Dedup key of the n-th status change event of an alert."""
+    return f"{alert_id}:status_change:{transition}:{bp_status}"
+
+
+@dataclass
+class SyncResult:
+    """What one sync did, for logs and tests."""
+
+    tracked: int = 0
+    expired: int = 0
+    pages: int = 0
+    fetched: int = 0
+    changes: int = 0
+    new_events: int = 0
+    gone: int = 0
+
+
+class StatusSync:
+    """Finds status changes of tracked alerts and records them as events."""
+
+    def __init__(
+        self,
+        client: PantherClient,
+        outbox: Outbox,
+        metrics: Metrics,
+        *,
+        app_key_for: Callable[[Alert], str | None],
+        rules: MappingRules,
+        track_for: float,
+        catalog: Catalog | None = None,
+        filters: AlertFilter | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._outbox = outbox
+        self._metrics = metrics
+        self._app_key_for = app_key_for
+        self._rules = rules
+        self._track_for = track_for
+        self._catalog = catalog
+        self._filters = filters or AlertFilter()
+        self._clock = clock
+
+    async def sync(self) -> SyncResult:
+        """One pass: expire, list, confirm the few that need it, record the changes."""
+        result = SyncResult()
+        now = self._clock()
+        result.expired = self._outbox.expire_tracked(now - self._track_for)
+        if result.expired:
+            self._metrics.tracking_expired.inc(result.expired)
+        tracked = self._outbox.tracked()
+        result.tracked = len(tracked)
+        self._metrics.tracked_alerts.set(len(tracked))
+        if not tracked:
+            return result
+
+        groups: dict[str, list[TrackedAlert]] = defaultdict(list)
+        for t in tracked:
+            groups[_listing(t)].append(t)
+        current: dict[str, dict[str, Any]] = {}  # alert id -> alert as Panther has it now
+        for listing, members in groups.items():
+            current.update(await self._list_changed(listing, members, result))
+
+        confirm = [t for t in tracked if t.alert_id not in current and t.status != "OPEN"]
+        gone: list[str] = []
+        if confirm:
+            fetched = await self._fetch_all([t.alert_id for t in confirm])
+            result.fetched = len(confirm)
+            for t in confirm:
+                alert = fetched.get(t.alert_id)
+                if alert is None:
+                    gone.append(t.alert_id)
+                else:
+                    current[t.alert_id] = alert
+
+        changed = [
+            (t, current[t.alert_id])
+            for t in tracked
+            if t.alert_id in current
+            and str(current[t.alert_id].get("status") or "").upper() not in ("", t.status)
+        ]
+        result.changes = len(changed)
+        result.gone = len(gone)
+        if changed or gone:
+            result.new_events = await self._record(changed, gone, now)
+        return result
+
+    async def _list_changed(
+        self, listing: str, members: Sequence[TrackedAlert], result: SyncResult
+    ) -> dict[str, dict[str, Any]]:
+        """The tracked alerts of one listing found by the status-filtered listing."""
+        wanted = {t.alert_id for t in members}
+        oldest = min(t.created_at for t in members)
+        found: dict[str, dict[str, Any]] = {}
+        async for page in self._client.iter_alert_pages(
+            created_after=datetime.fromtimestamp(oldest - EPSILON, tz=UTC),
+            alert_type=listing,
+            statuses=LISTED_STATUSES,
+            **self._filters.query(listing),
+        ):
+            result.pages += 1
+            for alert in page.results:
+                if alert.get("id") in wanted:
+                    found[alert["id"]] = alert  # listed twice (moved mid-listing): the later wins
+        return found
+
+    async def _fetch_all(self, alert_ids: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+        semaphore = asyncio.Semaphore(FALLBACK_CONCURRENCY)
+
+        async def fetch(alert_id: str) -> tuple[str, dict[str, Any] | None]:
+            async with semaphore:
+                return alert_id, await self._client.get_alert(alert_id)
+
+        pairs = await asyncio.gather(*(fetch(i) for i in alert_ids))
+        return dict(pairs)
+
+    async def _record(
+        self,
+        changed: Sequence[tuple[TrackedAlert, dict[str, Any]]],
+        gone: Sequence[str],
+        now: float,
+    ) -> int:
+        enrichment = {}
+        if self._catalog is not None:
+            alerts = []
+            for _, raw in changed:
+                try:
+                    alerts.append(Alert.model_validate(raw))
+                except ValidationError:
+                    continue
+            enrichment = await self._catalog.enrich(alerts)
+        events: list[NewEvent] = []
+        rejected: list[Rejected] = []
+        track: list[TrackedAlert] = []
+        for tracked, raw in changed:
+            transition = tracked.transitions + 1
+            new_status = str(raw.get("status")).upper()
+            original = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
+            track.append(
+                TrackedAlert(tracked.alert_id, tracked.created_at, new_status, transition, original)
+            )
+            outcome = self._event(raw, tracked, transition, now, enrichment, original)
+            if isinstance(outcome, Rejected):
+                rejected.append(outcome)
+            else:
+                events.append(outcome)
+            log.info(
+                "alert.status_changed",
+                alert_id=tracked.alert_id,
+                status_from=tracked.status,
+                status_to=new_status,
+                transition=transition,
+            )
+        fresh = self._outbox.record(events, rejected=rejected, track=track, untrack=gone)
+        if fresh:
+            self._metrics.events_received.labels(kind=EVENT_STATUS_CHANGE).inc(len(fresh))
+        for rej in rejected:
+            self._metrics.events_dead_lettered.labels(reason=rej.reason).inc()
+            log.warning(
+                "status_change.rejected", alert_id=rej.alert_id, reason=rej.reason,
+                detail=rej.detail,
+            )
+        for alert_id in gone:
+            log.info("alert.untracked", alert_id=alert_id, reason="not_found")
+        return len(fresh)
+
+    def _event(
+        self,
+        raw: dict[str, Any],
+        tracked: TrackedAlert,
+        transition: int,
+        now: float,
+        enrichment: dict[str, Any],
+        original: bytes,
+    ) -> NewEvent | Rejected:
+        def rejected(reason: str, detail: str) -> Rejected:
+            return Rejected(
+                dedup_key=status_change_key(tracked.alert_id, transition, "invalid"),
+                alert_id=tracked.alert_id,
+                kind=EVENT_STATUS_CHANGE,
+                reason=reason,
+                detail=detail,
+                original=original,
+                event_time=now,
+            )
+
+        try:
+            alert = Alert.model_validate(raw)
+        except ValidationError as exc:
+            return rejected("malformed_alert", validation_summary(exc))
+        detection, queries = enrichment.get(alert.id, (None, []))
+        outcome = normalize(
+            alert,
+            kind=EVENT_STATUS_CHANGE,
+            observed_at=int(now),
+            detection=detection,
+            queries=queries,
+            rules=self._rules,
+        )
+        if isinstance(outcome, Invalid):
+            return rejected(outcome.reason, outcome.detail)
+        return NewEvent(
+            dedup_key=status_change_key(alert.id, transition, outcome["status"]),
+            alert_id=alert.id,
+            kind=EVENT_STATUS_CHANGE,
+            bp_status=outcome["status"],
+            app_key=self._app_key_for(alert) or "",
+            payload=orjson.dumps(outcome),
+            event_time=now,
+        )
+
+
+def _listing(tracked: TrackedAlert) -> str:
+    try:
+        alert_type = orjson.loads(tracked.alert).get("type")
+    except (orjson.JSONDecodeError, AttributeError):
+        alert_type = None
+    return listing_of(alert_type if isinstance(alert_type, str) else None)
