@@ -53,6 +53,8 @@ from bridge.errors import ConfigError
 
 __all__ = [
     "BigPandaSettings",
+    "CatalogSettings",
+    "FilterSettings",
     "LoggingSettings",
     "PantherSettings",
     "RetrySettings",
@@ -220,6 +222,42 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
+AlertType = Literal["ALERT", "DETECTION_ERROR", "SYSTEM_ERROR"]
+Severity = Annotated[
+    Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFO"],
+    BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v),
+]
+
+
+class FilterSettings(_Section):
+    """Which Panther alerts are forwarded; empty lists mean "all"."""
+
+    alert_types: list[AlertType] = Field(
+        default_factory=lambda: ["ALERT"],
+        min_length=1,
+        description="alert listings to read: ALERT, DETECTION_ERROR, SYSTEM_ERROR",
+    )
+    severities: list[Severity] = Field(
+        default_factory=list, description="severities to forward; empty: all"
+    )
+    detection_ids: list[str] = Field(
+        default_factory=list, description="detection id globs to forward; empty: all"
+    )
+    exclude_detection_ids: list[str] = Field(
+        default_factory=list, description="detection id globs never forwarded"
+    )
+    log_types: list[str] = Field(
+        default_factory=list, description="log types to forward (e.g. AWS.CloudTrail); empty: all"
+    )
+
+
+# A union rather than the bare model, so that `filters` is one documented key of `panther` (see
+# iter_fields) while still validating as a model; null or an empty `filters:` means the defaults.
+FilterField = Annotated[
+    FilterSettings | None, BeforeValidator(lambda v: {} if v is None else v)
+]
+
+
 class PantherSettings(_Section):
     """Where and how to read alerts from Panther's REST API."""
 
@@ -250,6 +288,16 @@ class PantherSettings(_Section):
     timeout: Duration = Field(10 * SECOND, description="timeout of one Panther HTTP request")
     ca_bundle: CaBundle = Field(
         None, description="PEM file of CAs to trust for Panther (private CA); null: system CAs"
+    )
+    late_sweep_interval: Duration = Field(
+        5 * MINUTE, description="how often to re-read the overlap window for late-indexed alerts"
+    )
+    backfill_concurrency: int = Field(
+        8, ge=1, le=32, description="time slices a backfill pages concurrently"
+    )
+    filters: FilterField = Field(
+        default_factory=lambda: FilterSettings(),
+        description="which alerts to forward (alert types, severities, detections, log types)",
     )
 
 
@@ -309,6 +357,21 @@ class LoggingSettings(_Section):
     )
 
 
+class CatalogSettings(_Section):
+    """The cache of Panther detections and saved queries that enriches alerts."""
+
+    enabled: bool = Field(True, description="enrich alerts from Panther's detections and queries")
+    refresh_interval: Duration = Field(
+        15 * MINUTE, description="how often the whole catalog is listed again"
+    )
+    miss_ttl: Duration = Field(
+        10 * MINUTE, description="how long a detection Panther does not know (404) is remembered"
+    )
+    fetch_timeout: Duration = Field(
+        2 * SECOND, description="longest wait for one detection fetched on a cache miss"
+    )
+
+
 class RetrySettings(_Section):
     """Backoff for failed HTTP requests (full jitter between the bounds)."""
 
@@ -357,6 +420,9 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings, description="health/metrics")
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description="logging")
     retry: RetrySettings = Field(default_factory=RetrySettings, description="retry backoff")
+    catalog: CatalogSettings = Field(
+        default_factory=CatalogSettings, description="detection and saved query enrichment"
+    )
 
     @model_validator(mode="before")
     @classmethod

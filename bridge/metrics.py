@@ -114,6 +114,23 @@ class Metrics:
             registry=r,
         )
         self.build_info.labels(version=__version__).set(1)
+        # Panther side (issue 3): status tracking and enrichment, beyond DESIGN.md's contract list.
+        self.tracked_alerts = Gauge(
+            "bridge_tracked_alerts",
+            "Forwarded Panther alerts whose status changes are still followed.",
+            registry=r,
+        )
+        self.tracking_expired = Counter(
+            "bridge_tracking_expired_total",
+            "Alerts no longer followed because they are older than panther.track_for.",
+            registry=r,
+        )
+        self.catalog_errors = Counter(
+            "bridge_catalog_errors_total",
+            "Enrichment degraded: catalog listing or fetch failed, or detection unknown, by reason.",
+            ["reason"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         """The Prometheus text exposition of everything in this registry."""

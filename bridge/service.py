@@ -18,18 +18,21 @@ import structlog
 from aiohttp import web
 
 from bridge.bigpanda.client import BigPandaClient
+from bridge.catalog import Catalog
 from bridge.config import Settings
 from bridge.dispatch import Dispatcher, JobTracker
-from bridge.errors import AuthError, BridgeError, ConfigError
+from bridge.errors import BridgeError, ConfigError
+from bridge.filters import AlertFilter
 from bridge.health import Health
 from bridge.logs import scrubber
 from bridge.metrics import Metrics
 from bridge.normalize import MappingRules
 from bridge.outbox import Outbox
 from bridge.panther.client import PantherClient
-from bridge.poller import Poller, PollResult
+from bridge.poller import FailureBurst, Poller, PollResult
 from bridge.retry import RetryPolicy
 from bridge.server import build_app
+from bridge.status_sync import StatusSync, SyncResult
 
 log = structlog.get_logger("bridge.service")
 
@@ -65,7 +68,12 @@ class Bridge:
         self.poller: Poller
         self.dispatcher: Dispatcher
         self.jobs: JobTracker
-        self._poll_failures = 0
+        self.catalog: Catalog | None = None
+        self.status_sync: StatusSync
+        # One failure record per Panther loop: counted, logged once per burst, backed off.
+        self.poll_faults = FailureBurst("poll", self.metrics, self.health, self.policy)
+        self.sweep_faults = FailureBurst("sweep", self.metrics, self.health, self.policy)
+        self.sync_faults = FailureBurst("status_sync", self.metrics, self.health, self.policy)
 
     async def __aenter__(self) -> Bridge:
         s = self.settings
@@ -95,6 +103,15 @@ class Bridge:
             timeout=s.bigpanda.timeout,
             metrics=self.metrics,
         )
+        if s.catalog.enabled:
+            self.catalog = Catalog(
+                self.panther,
+                self.metrics,
+                refresh_interval=s.catalog.refresh_interval,
+                miss_ttl=s.catalog.miss_ttl,
+                fetch_timeout=s.catalog.fetch_timeout,
+            )
+        filters = AlertFilter.from_settings(s.panther.filters)
         rules = MappingRules(console_url=s.panther.console_url)
         app_key = s.bigpanda.app_key
         self.poller = Poller(
@@ -105,6 +122,21 @@ class Bridge:
             rules=rules,
             initial_lookback=s.panther.initial_lookback,
             overlap=s.panther.overlap,
+            clock=self.clock,
+            filters=filters,
+            catalog=self.catalog,
+            backfill_concurrency=s.panther.backfill_concurrency,
+            track_for=s.panther.track_for,
+        )
+        self.status_sync = StatusSync(
+            self.panther,
+            self.outbox,
+            self.metrics,
+            app_key_for=self.poller.app_key_for,
+            rules=self.poller.rules,
+            track_for=s.panther.track_for,
+            catalog=self.catalog,
+            filters=filters,
             clock=self.clock,
         )
         self.dispatcher = Dispatcher(
@@ -162,24 +194,10 @@ class Bridge:
         started = self.clock()
         try:
             result = await self.poller.poll_head()
-        except AuthError as exc:
-            self.health.panther_refused = str(exc)[:500]
-            self.health.last_poll_error = str(exc)[:500]
-            log.error("poll.unauthorized", status=exc.status, error=str(exc)[:500])
+        except BridgeError as exc:  # AuthError included: FailureBurst takes readiness down
+            self.poll_faults.failed(exc)
             return None
-        except BridgeError as exc:
-            self._poll_failures += 1
-            self.health.last_poll_error = str(exc)[:500]
-            reason = "rate_limited" if getattr(exc, "status", 0) == 429 else "error"
-            self.metrics.retries.labels(target="panther", reason=reason).inc()
-            log.warning(
-                "poll.failed",
-                error=str(exc)[:500],
-                status=getattr(exc, "status", 0),
-                consecutive_failures=self._poll_failures,
-            )
-            return None
-        self._poll_failures = 0
+        self.poll_faults.succeeded()
         self.health.poll_succeeded()
         self.metrics.last_successful_poll.set(self.clock())
         if result.new_events:
@@ -195,11 +213,52 @@ class Bridge:
         return result
 
     def poll_delay(self) -> float:
-        """The wait before the next poll: the interval, longer after repeated failures."""
-        interval = self.settings.panther.poll_interval
-        if self._poll_failures:
-            return min(self.policy.max_backoff, interval + self.policy.delay(self._poll_failures))
-        return interval
+        """The wait before the next poll: the interval, longer after repeated failures (full
+        jitter, at least a 429's Retry-After)."""
+        return self.poll_faults.delay(self.settings.panther.poll_interval)
+
+    async def sweep_cycle(self) -> PollResult | None:
+        """Re-read the overlap behind the watermarks for late-indexed alerts (its own cadence)."""
+        try:
+            result = await self.poller.sweep_overlap()
+        except BridgeError as exc:
+            self.sweep_faults.failed(exc)
+            return None
+        self.sweep_faults.succeeded()
+        if result.new_events:
+            self.dispatcher.wake(fresh=True)
+            log.info("sweep.found_late_alerts", new_events=result.new_events, pages=result.pages)
+        return result
+
+    async def sync_cycle(self) -> SyncResult | None:
+        """Find status changes of tracked alerts and record them as events."""
+        try:
+            result = await self.status_sync.sync()
+        except BridgeError as exc:
+            self.sync_faults.failed(exc)
+            return None
+        self.sync_faults.succeeded()
+        if result.new_events:
+            self.dispatcher.wake(fresh=True)
+        log.info(
+            "status_sync.completed", tracked=result.tracked, pages=result.pages,
+            fetched=result.fetched, changes=result.changes, expired=result.expired,
+        )
+        return result
+
+    async def _panther_loop(
+        self,
+        cycle: Callable[[], Coroutine[object, object, object]],
+        delay: Callable[[], float],
+        stopping: asyncio.Event,
+    ) -> None:
+        """Run `cycle` every `delay()` seconds until stopping (the first run after one delay)."""
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay())
+            if stopping.is_set():
+                return
+            await self._unless_stopping(cycle(), stopping)
 
     # -- the service ---------------------------------------------------------------------------
 
@@ -220,7 +279,14 @@ class Bridge:
                     tg.create_task(self._deliver(stopping), name="dispatch"),
                     tg.create_task(self.jobs.run(stopping), name="jobs"),
                     tg.create_task(self._housekeeping(stopping), name="housekeeping"),
+                    tg.create_task(self._sweep_loop(stopping), name="sweep"),
+                    tg.create_task(self._sync_loop(stopping), name="status-sync"),
                 ]
+                if self.catalog is not None:
+                    loops.append(tg.create_task(
+                        self._unless_stopping(self.catalog.run(stopping), stopping),
+                        name="catalog",
+                    ))
                 tg.create_task(self._bound_shutdown(stopping, loops), name="shutdown-grace")
         finally:
             self.refresh_gauges()
@@ -251,6 +317,16 @@ class Bridge:
             await self._unless_stopping(self.poll_cycle(), stopping)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), self.poll_delay())
+
+    async def _sweep_loop(self, stopping: asyncio.Event) -> None:
+        interval = self.settings.panther.late_sweep_interval
+        await self._panther_loop(self.sweep_cycle, lambda: self.sweep_faults.delay(interval),
+                                 stopping)
+
+    async def _sync_loop(self, stopping: asyncio.Event) -> None:
+        interval = self.settings.panther.status_sync_interval
+        await self._panther_loop(self.sync_cycle, lambda: self.sync_faults.delay(interval),
+                                 stopping)
 
     @staticmethod
     async def _unless_stopping(
@@ -312,15 +388,22 @@ class Bridge:
     # -- one full cycle --------------------------------------------------------------------------
 
     async def once(self, *, timeout: float = 120.0) -> bool:
-        """Poll once, deliver, wait for jobs; True when the poll worked and nothing is pending."""
+        """Poll, sweep and sync once, deliver, wait for jobs; True when the Panther side worked
+        and nothing is pending."""
+        if self.catalog is not None:
+            await self.catalog.refresh()
         polled = await self.poll_cycle()
+        swept = await self.sweep_cycle()
+        synced = await self.sync_cycle()
         drained = await self.drain(timeout=timeout)
-        return polled is not None and drained
+        return None not in (polled, swept, synced) and drained
 
     async def backfill(self, since: float, until: float, *, timeout: float = 300.0) -> bool:
         """Re-read [since, until) and deliver what was never recorded; the watermark stays put."""
+        if self.catalog is not None:
+            await self.catalog.refresh()
         try:
-            result = await self.poller.read_window(since, until, advance_watermark=False)
+            result = await self.poller.backfill(since, until)
         except BridgeError as exc:
             log.error("backfill.failed", error=str(exc)[:500])
             return False
