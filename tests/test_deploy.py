@@ -499,3 +499,33 @@ class TestCompose:
         mounts = {v.split(":")[1]: v.split(":")[0] for v in grafana["volumes"]}
         assert mounts[path] == "./grafana/dashboards"
         assert mounts["/etc/grafana/provisioning/datasources"].endswith("datasources")
+
+
+# --- README -----------------------------------------------------------------------------------
+
+
+class TestReadme:
+    """The README's Monitoring section documents every metric and every alert that exists."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def monitoring(cls) -> str:
+        text = (ROOT / "README.md").read_text()
+        assert "## Monitoring" in text, "README has no Monitoring section"
+        return text.split("## Monitoring", 1)[1].split("\n## ", 1)[0]
+
+    def test_every_exported_metric_is_in_the_table(self, monitoring: str) -> None:
+        registry = Metrics().registry
+        families = [f.name for f in registry.collect() if f.name.startswith("bridge_")]
+        for family in families:
+            documented = f"`{family}`" in monitoring or f"`{family}_total`" in monitoring
+            assert documented, f"{family} is missing from README's metrics table"
+
+    def test_every_alert_is_documented(self, monitoring: str) -> None:
+        for rule in alert_rules():
+            assert f"`{rule['alert']}`" in monitoring
+
+    def test_sections_exist(self) -> None:
+        text = (ROOT / "README.md").read_text()
+        for section in ("## Deploying", "## Monitoring", "## Troubleshooting"):
+            assert section in text
