@@ -229,3 +229,79 @@ class TestSecondSignal:
             _stdout, stderr = await asyncio.wait_for(again.communicate(), 12)
         assert again.returncode == 0, stderr.decode()[-2000:]
         assert rig.delivered() == set(rig.panther.alerts)
+
+
+@pytest.fixture
+def private_ca(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (its own CA) and its key, made with openssl."""
+    import shutil
+    import subprocess
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl not installed: cannot make a private CA")
+    cert, key = tmp_path / "ca.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=bridge-test-ca",
+         "-addext", "subjectAltName=IP:127.0.0.1",
+         "-addext", "basicConstraints=critical,CA:TRUE"],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    return cert, key
+
+
+class TestTls:
+    """Certificates are verified; `panther.ca_bundle` makes a private CA trusted."""
+
+    @pytest.mark.parametrize("trusted", [False, True])
+    async def test_private_ca(self, tmp_path: Path, private_ca, trusted: bool) -> None:
+        import ssl
+
+        from aiohttp import web
+
+        from bridge.config import load_config
+        from bridge.service import Bridge
+
+        cert, key = private_ca
+        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_ctx.load_cert_chain(cert, key)
+        panther = PantherSimulator(token=PANTHER_TOKEN)
+        panther.generate(3, spacing=0.5)
+        bigpanda = BigPandaSimulator(token=BIGPANDA_TOKEN, app_keys=[APP_KEY])
+        runner = web.AppRunner(panther.app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        try:
+            async with serve_app(bigpanda.app) as bigpanda_url:
+                doc = {
+                    "panther": {
+                        "api_url": f"https://127.0.0.1:{port}",
+                        "api_token": PANTHER_TOKEN,
+                        "ca_bundle": str(cert) if trusted else None,
+                    },
+                    "bigpanda": {
+                        "api_url": bigpanda_url,
+                        "api_token": BIGPANDA_TOKEN,
+                        "app_key": APP_KEY,
+                    },
+                    "state": {"path": str(tmp_path / "bridge.db")},
+                    "logging": {"level": "error"},
+                }
+                path = tmp_path / "bridge.yaml"
+                path.write_text(yaml.safe_dump(doc))
+                settings = load_config(path, environ={})
+                async with Bridge(settings) as bridge:
+                    ok = await bridge.once(timeout=5)
+                    error = bridge.health.last_poll_error or ""
+        finally:
+            await runner.cleanup()
+        if trusted:
+            assert ok, error
+            assert len(bigpanda.accepted) == 3
+        else:
+            assert not ok
+            assert "certificate" in error.lower() or "ssl" in error.lower(), error
+            assert not bigpanda.accepted
