@@ -1,0 +1,124 @@
+"""Backfill benchmark: concurrent slices against one sequential pager (issue 3).
+
+    python -m bench.backfill [--alerts 5000] [--latency 0.05] [--concurrency 8] [--quick]
+
+The Panther simulator (`bridge sim panther`, a process of its own, as a real Panther is remote and
+must not share the bridge's CPU) holds `--alerts` alerts spread over the last hour and answers
+every `/alerts` page after `--latency` seconds. Both runs read the same window into a fresh state
+file (so dedup helps neither): first one pager following `next` from the start of the window to
+its end, then `Poller.backfill` with `--concurrency` pagers over time slices. Prints both times
+and the ratio, then one JSON line for `python -m bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from bridge.metrics import Metrics
+from bridge.normalize import MappingRules
+from bridge.outbox import Outbox
+from bridge.panther.client import PantherClient
+from bridge.poller import Poller
+from bridge.sim.panther import DEFAULT_TOKEN
+
+TOKEN = DEFAULT_TOKEN
+WINDOW = 3600.0  # `bridge sim panther --alerts N` spreads them over the last hour
+
+
+async def timed_read(url: str, state: Path, since: float, until: float, concurrency: int | None
+                     ) -> tuple[float, int, int]:
+    """(seconds, alerts recorded, pages) of one backfill; concurrency None: one plain pager."""
+    outbox = Outbox.open(state)
+    try:
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max(8, 2 * (concurrency or 1)))
+        ) as session:
+            client = PantherClient(session, api_url=url, api_token=TOKEN, page_size=50)
+            poller = Poller(
+                client, outbox, Metrics(), app_key_for=lambda _a: "bench", rules=MappingRules(),
+                initial_lookback=3600, overlap=0, backfill_concurrency=concurrency or 1,
+            )
+            started = time.perf_counter()
+            if concurrency is None:
+                result = await poller.read_window(since, until, advance_watermark=False)
+            else:
+                result = await poller.backfill(since, until)
+            return time.perf_counter() - started, result.new_events, result.pages
+    finally:
+        outbox.close()
+
+
+async def run(alerts: int, latency: float, concurrency: int) -> dict[str, float]:
+    port = _free_port()
+    sim = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "sim", "panther", "--host", "127.0.0.1",
+        "--port", str(port), "--alerts", str(alerts), "--latency", str(latency),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        assert sim.stdout is not None
+        line = await asyncio.wait_for(sim.stdout.readline(), 60)
+        if b"panther simulator on" not in line:
+            raise SystemExit(f"simulator did not start: {line.decode(errors='replace')}")
+        url = f"http://127.0.0.1:{port}"
+        now = time.time()
+        since, until = now - WINDOW - 60, now + 60
+        with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
+            seq_s, seq_n, seq_pages = await timed_read(
+                url, Path(tmp) / "seq.db", since, until, None
+            )
+            con_s, con_n, con_pages = await timed_read(
+                url, Path(tmp) / "con.db", since, until, concurrency
+            )
+    finally:
+        sim.terminate()
+        await sim.wait()
+    if seq_n != alerts or con_n != alerts:
+        raise SystemExit(f"expected {alerts} alerts, read {seq_n} sequentially, {con_n} sliced")
+    print(f"{alerts} alerts, page latency {latency * 1000:.0f} ms")
+    print(f"  sequential pager:      {seq_s:6.2f} s  {seq_pages:4d} pages  "
+          f"{alerts / seq_s:8,.0f} alerts/s")
+    print(f"  {concurrency} concurrent slices: {con_s:6.2f} s  {con_pages:4d} pages  "
+          f"{alerts / con_s:8,.0f} alerts/s")
+    print(f"  speed-up: {seq_s / con_s:.1f}x")
+    return {
+        "alerts": alerts,
+        "latency_s": latency,
+        "concurrency": concurrency,
+        "sequential_s": round(seq_s, 3),
+        "concurrent_s": round(con_s, 3),
+        "speedup": round(seq_s / con_s, 2),
+        "concurrent_alerts_per_s": round(alerts / con_s, 1),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.backfill", description=__doc__)
+    parser.add_argument("--alerts", type=int, default=5000)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--quick", action="store_true", help="1,000 alerts (smoke run)")
+    args = parser.parse_args(argv)
+    alerts = 1000 if args.quick else args.alerts
+    summary = asyncio.run(run(alerts, args.latency, args.concurrency))
+    print(orjson.dumps(summary).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
