@@ -127,7 +127,7 @@ class Metrics:
         )
         self.catalog_errors = Counter(
             "bridge_catalog_errors_total",
-            "Enrichment degraded: catalog listing or fetch failed, or detection unknown, by reason.",
+            "Enrichment degraded (catalog listing or fetch failed, detection unknown), by reason.",
             ["reason"],
             registry=r,
         )

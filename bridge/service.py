@@ -171,6 +171,8 @@ class Bridge:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self.catalog is not None:
+            self.catalog.close()  # detection fetches still in flight must not outlive the session
         for session in self._sessions:
             await session.close()
         self._sessions.clear()
