@@ -283,7 +283,7 @@ class TestConcurrency:
         """A due retry goes out on time even while another batch is stuck on the wire."""
         async with make_setup(batch_size=2, max_in_flight=2) as s:
             s.add(4)
-            s.sim.script("slow:1.5,500")
+            s.sim.script("slow:0.8,500")
             async with s.running():
                 await wait_until(all_sent(s, 4), 5, what="delivery")
             posts = s.posts()
