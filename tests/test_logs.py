@@ -35,15 +35,18 @@ PANTHER_TOKEN = "PTOKEN-7Qx2-never-log-me-panther"
 BIGPANDA_TOKEN = "BTOKEN-9Kz4-never-log-me-bigpanda"
 SECRETS = (PANTHER_TOKEN, BIGPANDA_TOKEN)
 APP_KEY = "logs-app-key"
+ANSWERED = web.AppKey("answered", list)
 
 
 def echoing_bigpanda(statuses: list[int]) -> web.Application:
     """A BigPanda that answers `statuses` in turn (then the last one forever), quoting our
     Authorization header back in its error body, as some proxies and gateways do."""
     answers = list(statuses)
+    answered: list[int] = []
 
     async def alerts(request: web.Request) -> web.Response:
         status = answers.pop(0) if len(answers) > 1 else answers[0]
+        answered.append(status)
         body = {
             "status": "error",
             "message": f"request refused for Authorization: {request.headers.get('Authorization')}",
@@ -53,6 +56,7 @@ def echoing_bigpanda(statuses: list[int]) -> web.Application:
 
     app = web.Application()
     app.router.add_post("/data/v2/alerts", alerts)
+    app[ANSWERED] = answered
     return app
 
 
@@ -95,11 +99,11 @@ def assert_no_secret(text: str) -> None:
 
 
 @pytest.fixture
-async def servers() -> AsyncIterator[tuple[str, str, PantherSimulator]]:
+async def servers() -> AsyncIterator[tuple[str, str, list[int]]]:
     panther = failing_panther()
     bigpanda = echoing_bigpanda([500, 401, 403])
     async with serve_app(panther.app) as panther_url, serve_app(bigpanda) as bigpanda_url:
-        yield panther_url, bigpanda_url, panther
+        yield panther_url, bigpanda_url, bigpanda[ANSWERED]
 
 
 class TestNoSecretsInLogs:
@@ -108,7 +112,7 @@ class TestNoSecretsInLogs:
     async def test_captured_events_hold_no_secret(self, servers, tmp_path: Path) -> None:
         """structlog's capture_logs sees events before any processor: they must be clean at the
         source, not only after the scrubber."""
-        panther_url, bigpanda_url, _panther = servers
+        panther_url, bigpanda_url, _answered = servers
         path = tmp_path / "bridge.yaml"
         path.write_text(yaml.safe_dump(config_doc(panther_url, bigpanda_url, tmp_path / "b.db")))
         settings = load_config(path, environ={})
@@ -134,7 +138,7 @@ class TestNoSecretsInLogs:
 
     async def test_process_output_holds_no_secret(self, servers, tmp_path: Path) -> None:
         """What an operator sees: the JSON lines of `bridge run` on stderr (not a terminal)."""
-        panther_url, bigpanda_url, _panther = servers
+        panther_url, bigpanda_url, answered = servers
         doc = config_doc(panther_url, bigpanda_url, tmp_path / "b.db")
         doc["panther"]["api_token"] = "${LOGS_PANTHER_TOKEN}"
         doc["bigpanda"]["api_token"] = "${LOGS_BIGPANDA_TOKEN}"
@@ -159,7 +163,12 @@ class TestNoSecretsInLogs:
             stderr=asyncio.subprocess.PIPE,
         )
         try:
-            await asyncio.sleep(3)
+            deadline = time.monotonic() + 12
+            while time.monotonic() < deadline:  # until BigPanda refused us twice (401, 403)
+                if sum(code in (401, 403) for code in answered) >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
             proc.send_signal(signal.SIGTERM)
             stdout, stderr = await asyncio.wait_for(proc.communicate(), 10)
         finally:
