@@ -99,7 +99,7 @@ class Options:
     quick: bool = False
     only: list[str] = field(default_factory=lambda: list(SCENARIOS))
     json_path: Path = DEFAULT_JSON
-    profile: str | None = None  # a py-spy/pyinstrument wrapper for the catch-up bridge, if any
+    profile: str | None = None  # py-spy output path for the catch-up bridge, if any
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -302,6 +302,28 @@ async def bridge_process(
         await procs.stop(proc)
 
 
+async def start_profiler(procs: Processes, pid: int, out: str) -> asyncio.subprocess.Process:
+    """py-spy attached to the bridge (raw collapsed stacks in `out`); it adds its own CPU load,
+    so figures of a profiled run are not for the table."""
+    spy = Path(sys.executable).parent / "py-spy"
+    proc = await procs.spawn(
+        str(spy) if spy.exists() else "py-spy", "record", "--pid", str(pid), "--rate", "100",
+        "--format", "raw", "--output", out, "--nonblocking",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    await asyncio.sleep(0.5)
+    return proc
+
+
+async def stop_profiler(procs: Processes, proc: asyncio.subprocess.Process) -> None:
+    """SIGINT makes py-spy write its output, as Ctrl-C does."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGINT)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(proc.wait(), 30)
+    await procs.stop(proc)
+
+
 async def await_first_request(run: BridgeRun, sims: SimsHandle) -> None:
     """Wait for the bridge's first Panther request; note its CPU then (the startup cost)."""
 
@@ -321,8 +343,9 @@ async def catchup_bridge(procs: Processes, opts: Options, workdir: Path) -> dict
     n = opts.alerts
     async with simulators(procs, opts, alerts=n) as sims:
         sim_cpu_before = (await sims.stats())["cpu_seconds"]
-        async with bridge_process(procs, sims, workdir, "catchup", wrapper=opts.profile) as run:
+        async with bridge_process(procs, sims, workdir, "catchup") as run:
             pid = run.pid
+            spy = await start_profiler(procs, pid, opts.profile) if opts.profile else None
             await await_first_request(run, sims)
 
             async def delivered() -> dict[str, Any] | None:
@@ -335,6 +358,8 @@ async def catchup_bridge(procs: Processes, opts: Options, workdir: Path) -> dict
             )
             cpu_total = cpu_seconds(pid)
             mem = run.sample()
+            if spy is not None:
+                await stop_profiler(procs, spy)
     seconds = stats["last_accepted_at"] - stats["first_panther_at"]
     startup_cpu = run.cpu_at_first_request or 0.0
     return {
@@ -728,8 +753,8 @@ def parse_args(argv: list[str] | None) -> Options:
                    help="run only this scenario (repeatable)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, dest="json_path",
                    help=f"where to write the results (default {DEFAULT_JSON.relative_to(ROOT)})")
-    p.add_argument("--profile", default=None,
-                   help="wrap the catch-up bridge, e.g. 'py-spy record -o p.svg --'")
+    p.add_argument("--profile", default=None, metavar="PATH",
+                   help="attach py-spy to the catch-up bridge; collapsed stacks go to PATH")
     args = p.parse_args(argv)
     opts = Options(quick=args.quick, json_path=args.json_path, profile=args.profile,
                    page_latency=args.page_latency, bigpanda_latency=args.bigpanda_latency)
