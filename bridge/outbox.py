@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_due ON events (state, next_attempt_at, id);
 CREATE INDEX IF NOT EXISTS events_job ON events (job_id) WHERE job_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_alert ON events (alert_id, id);
 CREATE TABLE IF NOT EXISTS tracked (
     alert_id      TEXT PRIMARY KEY,
     created_at    REAL NOT NULL,
@@ -374,13 +375,19 @@ class Outbox:
         array, one parameter however many) rather than fetched and dropped here, so a dispatcher
         holds about one batch of payloads in memory however long the queue grows during an outage.
         `app_key` restricts the result to one app key (a batch never mixes them).
+
+        Events of one Panther alert leave in the order they were recorded: an event waits while
+        an earlier event of the same alert is still undelivered (pending, in flight, retrying or
+        in a job), so a `resolved` can never overtake the `critical` it resolves.
         """
         excluded = sorted(set(exclude))
         sql = (
             "SELECT id, alert_id, kind, bp_status, app_key, payload, event_time, attempts,"
             " first_failed_at FROM events WHERE state = ? AND next_attempt_at <= ?"
+            " AND NOT EXISTS (SELECT 1 FROM events AS earlier WHERE earlier.alert_id ="
+            " events.alert_id AND earlier.id < events.id AND earlier.state IN (?, ?))"
         )
-        args: list[object] = [PENDING, now]
+        args: list[object] = [PENDING, now, PENDING, IN_JOB]
         if app_key is not None:
             sql += " AND app_key = ?"
             args.append(app_key)

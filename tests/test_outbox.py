@@ -92,6 +92,21 @@ class TestDelivery:
         assert [e.id for e in due] == [ids[2]]
         assert outbox.next_due_at() == 0.0
 
+    def test_events_of_one_alert_leave_in_order(self, outbox: Outbox) -> None:
+        first = event("a")
+        change = NewEvent("a:status_change:1:ok", "a", "status_change", "ok", "k", b"{}", 2.0)
+        outbox.record([first, change, event("b")])
+        due = outbox.due(10, now=0)
+        assert [e.kind for e in due] == ["alert", "alert"]  # the change waits for its alert
+        alert_a = next(e for e in due if e.alert_id == "a")
+        outbox.mark_retry([alert_a.id], next_attempt_at=100.0, error="500")
+        assert [e.alert_id for e in outbox.due(10, now=0)] == ["b"]  # still waits while retrying
+        outbox.mark_sent([alert_a.id])
+        assert {(e.alert_id, e.kind) for e in outbox.due(10, now=0)} == {
+            ("a", "status_change"),
+            ("b", "alert"),
+        }
+
     def test_retry_keeps_payload_and_counts_attempts(self, outbox: Outbox) -> None:
         outbox.record([event("a")])
         (pending,) = outbox.due(10, now=0)
