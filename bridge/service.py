@@ -148,6 +148,7 @@ class Bridge:
             max_in_flight=s.bigpanda.max_in_flight,
             policy=self.policy,
             job_timeout=s.bigpanda.job_timeout,
+            shutdown_grace=s.server.shutdown_grace,
             clock=self.clock,
         )
         self.jobs = JobTracker(
