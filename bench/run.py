@@ -235,20 +235,6 @@ async def wait_until(
 # -- the bridge --------------------------------------------------------------------------------
 
 
-def python_pid(pid: int) -> int:
-    """The pid to measure: `pid`, or under a profiler wrapper its (first) python descendant."""
-    for _ in range(50):
-        with contextlib.suppress(OSError):
-            if "python" in Path(f"/proc/{pid}/comm").read_text():
-                return pid
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-            if children:
-                pid = int(children[0])
-                continue
-        time.sleep(0.1)
-    return pid
-
-
 @dataclass
 class BridgeRun:
     proc: asyncio.subprocess.Process
@@ -274,8 +260,7 @@ class BridgeRun:
 
 @contextlib.asynccontextmanager
 async def bridge_process(
-    procs: Processes, sims: SimsHandle, workdir: Path, name: str, *, max_backoff: str = "5m",
-    wrapper: str | None = None,
+    procs: Processes, sims: SimsHandle, workdir: Path, name: str, *, max_backoff: str = "5m"
 ):
     port = free_port()
     config = workdir / f"{name}.yaml"
@@ -287,13 +272,9 @@ async def bridge_process(
     ))
     log_path = workdir / f"{name}.log"
     argv = [sys.executable, "-m", "bridge", "run", "--config", str(config)]
-    if wrapper:
-        argv = [*shlex.split(wrapper), *argv]
     with log_path.open("wb") as log:
         proc = await procs.spawn(*argv, stdout=log, stderr=log)
-    # Under a profiler (`--profile`) the process measured is the bridge, not the wrapper.
-    pid = python_pid(proc.pid) if wrapper else proc.pid
-    run = BridgeRun(proc, log_path, f"http://127.0.0.1:{port}/metrics", pid=pid)
+    run = BridgeRun(proc, log_path, f"http://127.0.0.1:{port}/metrics")
     try:
         yield run
     except BenchError as exc:
