@@ -44,6 +44,7 @@ from bridge.outbox import NewEvent, Outbox, Rejected, TrackedAlert
 from bridge.panther.client import PantherClient
 from bridge.panther.models import Alert
 from bridge.retry import RetryPolicy
+from bridge.routing import Dropped, Router
 from bridge.timeutil import parse_timestamp
 
 log = structlog.get_logger("bridge.poller")
@@ -113,6 +114,7 @@ class Poller:
         catalog: Catalog | None = None,
         backfill_concurrency: int = 8,
         track_for: float = 7 * 86_400.0,
+        router: Router | None = None,
     ) -> None:
         self._client = client
         self._outbox = outbox
@@ -126,6 +128,9 @@ class Poller:
         self._catalog = catalog
         self._backfill_concurrency = max(1, backfill_concurrency)
         self._track_for = track_for
+        # Routes decide app key, tags or drop; without one, app_key_for and rules do.
+        self._router = router
+        self._dropped_ids: dict[str, None] = {}  # counted once each, though re-read in overlaps
 
     @property
     def listings(self) -> tuple[str, ...]:
@@ -287,6 +292,9 @@ class Poller:
                 continue
             context = (enrichment or {}).get(raw_id) if isinstance(raw_id, str) else None
             outcome = self._event_for(raw, observed, context)
+            if isinstance(outcome, Dropped):
+                self._count_dropped(outcome)
+                continue
             if isinstance(outcome, Rejected):
                 rejected.append(outcome)
                 continue
@@ -305,8 +313,10 @@ class Poller:
         result.new_events += len(fresh)
         result.rejected += len(rejected)
         result.new_alert_ids.extend(e.alert_id for e in fresh)
-        if fresh:
-            self._metrics.events_received.labels(kind=EVENT_ALERT).inc(len(fresh))
+        # A rejected event was received too (it went straight to dead letters), so that
+        # received = sent + pending + dead-lettered holds for operators reading the metrics.
+        if fresh or rejected:
+            self._metrics.events_received.labels(kind=EVENT_ALERT).inc(len(fresh) + len(rejected))
         for rej in rejected:
             self._metrics.events_dead_lettered.labels(reason=rej.reason).inc()
             log.warning(
@@ -319,9 +329,20 @@ class Poller:
                 if current is not None:
                     self._metrics.watermark.set(current)
 
+    def _count_dropped(self, dropped: Dropped) -> None:
+        if dropped.alert_id in self._dropped_ids:
+            return
+        if len(self._dropped_ids) >= 100_000:
+            self._dropped_ids.pop(next(iter(self._dropped_ids)))
+        self._dropped_ids[dropped.alert_id] = None
+        self._metrics.events_dropped.labels(reason=dropped.reason).inc()
+        log.info(
+            "alert.dropped", alert_id=dropped.alert_id, route=dropped.route, reason=dropped.reason
+        )
+
     def _event_for(
         self, raw: Mapping[str, Any], observed: float, context: Enrichment | None = None
-    ) -> tuple[NewEvent, TrackedAlert | None] | Rejected:
+    ) -> tuple[NewEvent, TrackedAlert | None] | Rejected | Dropped:
         original = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
         try:
             alert = Alert.model_validate(raw)
@@ -337,13 +358,16 @@ class Poller:
                 event_time=observed,
             )
         detection, queries = context if context is not None else (None, [])
+        route = self._router.route(alert, detection) if self._router is not None else None
+        if route is not None and route.app_key is None:
+            return Dropped(alert.id, route.name, route.drop_reason or "route")
         outcome = normalize(
             alert,
             kind=EVENT_ALERT,
             observed_at=int(observed),
             detection=detection,
             queries=queries,
-            rules=self._rules,
+            rules=route.rules if route is not None else self._rules,
         )
         if isinstance(outcome, Invalid):
             return Rejected(
@@ -355,7 +379,8 @@ class Poller:
                 original=original,
                 event_time=observed,
             )
-        app_key = self._app_key_for(alert) or ""
+        app_key = route.app_key if route is not None else self._app_key_for(alert)
+        app_key = app_key or ""
         created = alert.created_at.timestamp() if alert.created_at else observed
         event = NewEvent(
             dedup_key=alert_key(alert.id),

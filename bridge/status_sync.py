@@ -218,8 +218,10 @@ class StatusSync:
                 transition=transition,
             )
         fresh = self._outbox.record(events, rejected=rejected, track=track, untrack=gone)
-        if fresh:
-            self._metrics.events_received.labels(kind=EVENT_STATUS_CHANGE).inc(len(fresh))
+        # A rejected event was received too (it went straight to dead letters), so that
+        # received = sent + pending + dead-lettered holds for operators reading the metrics.
+        if fresh or rejected:
+            self._metrics.events_received.labels(kind=EVENT_STATUS_CHANGE).inc(len(fresh) + len(rejected))
         for rej in rejected:
             self._metrics.events_dead_lettered.labels(reason=rej.reason).inc()
             log.warning(
