@@ -12,6 +12,7 @@ import contextlib
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -33,6 +34,7 @@ panther:
   api_token: ${{DEMO_PANTHER_TOKEN}}
   console_url: https://demo.runpanther.net
   poll_interval: 1s
+  status_sync_interval: 1s
   initial_lookback: 1h
 bigpanda:
   api_url: {bigpanda_url}
@@ -81,8 +83,15 @@ async def run_demo(*, alerts: int = 25, timeout: float = 60.0, out=print) -> int
             async with Bridge(settings) as bridge:
                 service = asyncio.create_task(bridge.run(stopping))
                 started = time.monotonic()
-                arrived = await _wait_for(bigpanda, expected, timeout, service)
+                arrived = await _wait_for(
+                    bigpanda, lambda: _alert_ids(bigpanda) >= expected, timeout, service
+                )
                 elapsed = time.monotonic() - started
+                # An analyst works the queue in Panther: the bridge must carry that over too.
+                changes = _work_the_queue(panther, generated)
+                synced = await _wait_for(
+                    bigpanda, lambda: _changes_seen(bigpanda) >= set(changes), timeout, service
+                )
                 metrics_url = f"{bridge.server_url}/metrics" if bridge.server_url else "(none)"
                 ready = await _fetch_readyz(bridge.server_url)
                 metrics_text = bridge.metrics.render().decode()
@@ -90,52 +99,87 @@ async def run_demo(*, alerts: int = 25, timeout: float = 60.0, out=print) -> int
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(service, 30)
 
-    statuses = Counter(a.alert.get("status") for a in bigpanda.accepted)
+    alert_events = [a.alert for a in bigpanda.accepted if _is_first(a.alert, generated)]
+    change_events = [a.alert for a in bigpanda.accepted if not _is_first(a.alert, generated)]
     out("")
     out(f"Bridge metrics were at {metrics_url} (readyz: {ready})")
-    out(f"Alerts generated in Panther:   {len(expected)}")
-    out(f"Events accepted by BigPanda:   {len(bigpanda.accepted)} in {elapsed:.1f}s")
+    out(f"Alerts generated in Panther:       {len(expected)}")
+    out(f"New-alert events in BigPanda:      {len(alert_events)} in {elapsed:.1f}s")
+    out(f"Status changes made in Panther:    {len(changes)} ({_tally(changes.values())})")
     out(
-        "BigPanda statuses:             "
-        + ", ".join(f"{k}={v}" for k, v in sorted(statuses.items()))
+        f"Status-change events in BigPanda:  {len(change_events)} "
+        f"({_tally(a['status'] for a in change_events)})"
     )
-    sent = [
-        line for line in metrics_text.splitlines() if line.startswith("bridge_events_sent_total")
-    ]
-    for line in sent:
-        out(f"  {line}")
+    for line in metrics_text.splitlines():
+        if line.startswith(("bridge_events_received_total", "bridge_events_sent_total")):
+            out(f"  {line}")
     if bigpanda.accepted:
         sample = bigpanda.accepted[0].alert
-        out(
-            "A delivered event: "
-            + ", ".join(
-                f"{k}={sample[k]!r}"
-                for k in ("status", "host", "check", "timestamp", "incident_identifier")
-                if k in sample
-            )
-        )
-    missing = expected - arrived
-    if missing:
+        shown = ("status", "host", "check", "timestamp", "incident_identifier")
+        out("A delivered event: " + ", ".join(f"{k}={sample[k]!r}" for k in shown if k in sample))
+    missing = expected - _alert_ids(bigpanda)
+    if missing or not arrived:
         out(
             f"FAILED: {len(missing)} alert(s) did not arrive within {timeout:.0f}s,"
             f" e.g. {sorted(missing)[:3]}"
         )
         return 1
-    out("OK: every generated alert arrived in BigPanda exactly once.")
+    unsynced = set(changes) - _changes_seen(bigpanda)
+    if unsynced or not synced:
+        out(f"FAILED: {len(unsynced)} status change(s) did not arrive within {timeout:.0f}s")
+        return 1
+    if len(alert_events) != len(expected) or len(change_events) != len(changes):
+        out("FAILED: some events arrived more than once")
+        return 1
+    out("OK: every alert and every status change arrived in BigPanda exactly once.")
     return 0
 
 
+STATUS_FOR = {"TRIAGED": "acknowledged", "RESOLVED": "ok", "CLOSED": "ok"}
+
+
+def _work_the_queue(panther: PantherSimulator, generated: list[dict]) -> dict[str, str]:
+    """Triage, resolve and close a few alerts; returns alert id -> expected BigPanda status."""
+    plan = ["TRIAGED", "TRIAGED", "RESOLVED", "RESOLVED", "RESOLVED", "CLOSED"]
+    changes: dict[str, str] = {}
+    for alert, status in zip(generated, plan, strict=False):
+        panther.set_status(alert["id"], status, by="demo-analyst")
+        changes[alert["id"]] = STATUS_FOR[status]
+    return changes
+
+
+def _alert_ids(bigpanda: BigPandaSimulator) -> set[str]:
+    return {a.alert.get("panther_alert_id") for a in bigpanda.accepted}
+
+
+def _changes_seen(bigpanda: BigPandaSimulator) -> set[str]:
+    return {
+        a.alert.get("panther_alert_id")
+        for a in bigpanda.accepted
+        if a.alert.get("panther_status") in STATUS_FOR
+    }
+
+
+def _is_first(alert: dict, generated: list[dict]) -> bool:
+    return alert.get("panther_status") == "OPEN"
+
+
+def _tally(statuses) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(Counter(statuses).items())) or "none"
+
+
 async def _wait_for(
-    bigpanda: BigPandaSimulator, expected: set[str], timeout: float, service: asyncio.Task
-) -> set[str]:
+    bigpanda: BigPandaSimulator,
+    done: Callable[[], bool],
+    timeout: float,
+    service: asyncio.Task,
+) -> bool:
     deadline = time.monotonic() + timeout
-    arrived: set[str] = set()
     while time.monotonic() < deadline and not service.done():
-        arrived = {a.alert.get("panther_alert_id") for a in bigpanda.accepted}
-        if expected <= arrived:
-            break
+        if done():
+            return True
         await asyncio.sleep(0.1)
-    return arrived
+    return done()
 
 
 async def _fetch_readyz(base_url: str | None) -> str:
