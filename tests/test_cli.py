@@ -113,6 +113,7 @@ class TestDemo:
     def test_demo(self, capsys) -> None:
         assert main(["demo", "--alerts", "10", "--timeout", "30"]) == 0
         out = capsys.readouterr().out
-        assert "Alerts generated in Panther:   10" in out
-        assert "Events accepted by BigPanda:   10" in out
-        assert "/metrics" in out
+        assert "Alerts generated in Panther:       10" in out
+        assert "New-alert events in BigPanda:      10" in out
+        assert "Status-change events in BigPanda:  6 (acknowledged=2, ok=4)" in out
+        assert "/metrics" in out and "exactly once" in out
