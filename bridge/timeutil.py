@@ -37,16 +37,26 @@ def parse_timestamp(value: object) -> datetime | None:
             return parse_timestamp(float(text) if "." in text else int(text))
         except ValueError:
             return None
-    if text[-1] in "zZ":
-        text = text[:-1] + "+00:00"
-    # fromisoformat takes at most 6 fractional digits; nanoseconds are cut, not rounded,
-    # so a timestamp never moves into the next second.
-    text = _FRACTION.sub(r"\1", text, count=1)
     try:
+        # The fast path (sub-microsecond): Python 3.11 reads `Z` and cuts fractions beyond
+        # microseconds (never rounds, so a timestamp never moves into the next second).
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        return None
+        parsed = _parse_lenient(text)
+        if parsed is None:
+            return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _parse_lenient(text: str) -> datetime | None:
+    """RFC3339 shapes `fromisoformat` refuses (lowercase `z`, odd fraction lengths)."""
+    if text[-1] in "zZ":
+        text = text[:-1] + "+00:00"
+    text = _FRACTION.sub(r"\1", text, count=1)
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def epoch_seconds(value: object) -> int | None:
