@@ -50,14 +50,18 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from bridge.errors import ConfigError
+from bridge.mapping import compile_source, valid_tag_name
 
 __all__ = [
     "BigPandaSettings",
     "CatalogSettings",
     "FilterSettings",
     "LoggingSettings",
+    "MappingSettings",
     "PantherSettings",
     "RetrySettings",
+    "RouteSettings",
+    "RoutingSettings",
     "ServerSettings",
     "Settings",
     "StateSettings",
@@ -385,6 +389,164 @@ class RetrySettings(_Section):
     )
 
 
+BigPandaStatus = Literal["ok", "critical", "warning", "unknown", "acknowledged"]
+PantherStatus = Annotated[
+    Literal["OPEN", "TRIAGED", "RESOLVED", "CLOSED"],
+    BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v),
+]
+# OPEN is mapped by severity (mapping.severity_map), so it has no entry in the status map.
+ChangedStatus = Annotated[
+    Literal["TRIAGED", "RESOLVED", "CLOSED"],
+    BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v),
+]
+TagValue = str | int | list[str | int]
+
+
+def _template_source(value: str | list[str]) -> str | list[str]:
+    """Compile once here so a bad template is a config error naming its key (bridge.mapping)."""
+    compile_source(value)  # raises TemplateError, a ValueError: `key: message`
+    return value
+
+
+def _tag_names(tags: dict[str, Any]) -> dict[str, Any]:
+    for name in tags:
+        if not valid_tag_name(name):
+            raise ValueError(
+                f"tag name {name!r} is not one BigPanda indexes: start with a letter, use only "
+                "lowercase a-z 0-9 _ -, at most 64 characters, and not a reserved key "
+                "(status, host, check, description, timestamp, ...)"
+            )
+    return tags
+
+
+TemplateSource = Annotated[str | list[str], AfterValidator(_template_source)]
+"""A template (`panther-{id}`), or a list of them tried in order (see bridge.mapping)."""
+StaticTags = Annotated[dict[str, TagValue], AfterValidator(_tag_names)]
+
+
+def _one_or_many(value: object) -> object:
+    """`severity: HIGH` means `severity: [HIGH]`."""
+    return [value] if isinstance(value, str) else value
+
+
+class MappingSettings(_Section):
+    """How a Panther alert becomes a BigPanda alert (templates: see bridge/mapping.py)."""
+
+    status_map: dict[ChangedStatus, BigPandaStatus] = Field(
+        default_factory=lambda: {"TRIAGED": "acknowledged", "RESOLVED": "ok", "CLOSED": "ok"},
+        description="BigPanda status per Panther status other than OPEN",
+    )
+    severity_map: dict[Severity, BigPandaStatus] = Field(
+        default_factory=lambda: {
+            "CRITICAL": "critical",
+            "HIGH": "critical",
+            "MEDIUM": "warning",
+            "LOW": "warning",
+            "INFO": "warning",
+        },
+        description="BigPanda status of an OPEN alert, per Panther severity",
+    )
+    severity_default: BigPandaStatus = Field(
+        "warning", description="BigPanda status of an OPEN alert whose severity is not mapped"
+    )
+    primary: TemplateSource = Field(
+        "{detection.id|type}", description="template of the primary property (host)"
+    )
+    secondary: TemplateSource = Field(
+        "{detection.name|title|detection.id|type}",
+        description="template of the secondary property (check)",
+    )
+    incident_identifier: TemplateSource = Field(
+        "panther-{id}", description="template of incident_identifier: stable per Panther alert"
+    )
+    description: TemplateSource = Field(
+        default_factory=lambda: [
+            "{title} — {detection.description|description}",
+            "{title}",
+            "Panther {type} alert {id}",
+        ],
+        description="template(s) of the description (cut at 2048 characters)",
+    )
+    tags: StaticTags = Field(
+        default_factory=dict, description="static tags added to every alert"
+    )
+    context_include: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="globs of context keys (dotted paths) sent as context_* tags; [] for none",
+    )
+    context_exclude: list[str] = Field(
+        default_factory=list, description="globs of context keys never sent"
+    )
+    forward_event_count: bool = Field(
+        False, description="send an event when only an alert's eventCount changed"
+    )
+
+
+# Known alert types (Panther's sub-type enum, plus POLICY_ERROR): a typo must not silently never
+# match. Globs (`*_ERROR`) are accepted as they are.
+_ALERT_TYPES = (
+    "RULE",
+    "RULE_ERROR",
+    "SCHEDULED_RULE",
+    "SCHEDULED_RULE_ERROR",
+    "POLICY",
+    "POLICY_ERROR",
+    "SYSTEM_ERROR",
+    "CORRELATION_RULE",
+    "CORRELATION_RULE_ERROR",
+)
+
+
+def _alert_type(value: str) -> str:
+    value = value.upper()
+    if value not in _ALERT_TYPES and not any(c in value for c in "*?["):
+        raise ValueError(f"{value!r} is not an alert type: use one of {', '.join(_ALERT_TYPES)}")
+    return value
+
+
+class RouteSettings(_Section):
+    """One routing rule: every condition given must hold (a list means any of its values)."""
+
+    name: str | None = Field(None, description="shown in logs; default: routes[<index>]")
+    severity: Annotated[list[Severity], BeforeValidator(_one_or_many)] = Field(
+        default_factory=list, description="Panther severities"
+    )
+    alert_type: Annotated[
+        list[Annotated[str, AfterValidator(_alert_type)]], BeforeValidator(_one_or_many)
+    ] = Field(default_factory=list, description="alert types (RULE, POLICY, ...) or globs")
+    detection_id: Annotated[list[str], BeforeValidator(_one_or_many)] = Field(
+        default_factory=list, description="detection id globs (AWS.*)"
+    )
+    log_type: Annotated[list[str], BeforeValidator(_one_or_many)] = Field(
+        default_factory=list, description="log type or resource type globs, from the catalog"
+    )
+    status: Annotated[list[PantherStatus], BeforeValidator(_one_or_many)] = Field(
+        default_factory=list, description="Panther statuses"
+    )
+    app_key: Annotated[str | None, BeforeValidator(_blank_to_none)] = Field(
+        None, description="BigPanda app key; default: bigpanda.app_key"
+    )
+    tags: StaticTags = Field(default_factory=dict, description="tags added by this route")
+    drop: bool = Field(False, description="drop matching alerts instead of sending them")
+
+    @model_validator(mode="after")
+    def _drop_sends_nothing(self) -> RouteSettings:
+        if self.drop and (self.app_key or self.tags):
+            raise ValueError("a route with drop: true sends nothing: remove its app_key and tags")
+        return self
+
+
+class RoutingSettings(_Section):
+    """Which BigPanda integration (app key) each alert goes to."""
+
+    unmatched: Literal["default", "drop"] = Field(
+        "default", description="alerts no route matches: default (bigpanda.app_key) or drop"
+    )
+    routes: list[RouteSettings] = Field(
+        default_factory=list, description="routing rules, first match wins"
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Root
 # ---------------------------------------------------------------------------------------------
@@ -422,6 +584,12 @@ class Settings(BaseSettings):
     retry: RetrySettings = Field(default_factory=RetrySettings, description="retry backoff")
     catalog: CatalogSettings = Field(
         default_factory=CatalogSettings, description="detection and saved query enrichment"
+    )
+    mapping: MappingSettings = Field(
+        default_factory=MappingSettings, description="Panther alert -> BigPanda alert"
+    )
+    routing: RoutingSettings = Field(
+        default_factory=RoutingSettings, description="which app key each alert goes to"
     )
 
     @model_validator(mode="before")
@@ -743,12 +911,22 @@ def _unknown_key(loc: tuple[str | int, ...], overridden: dict[str, Any]) -> str:
 
 def _model_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> type[BaseModel] | None:
     for part in loc:
+        if isinstance(part, int):  # an item of a list of sections (routing.routes[0])
+            continue
         field = model.model_fields.get(str(part))
-        inner = _model_of(field) if field is not None else None
+        inner = (_model_of(field) or _item_model(field)) if field is not None else None
         if inner is None:
             return None
         model = inner
     return model
+
+
+def _item_model(field: FieldInfo) -> type[BaseModel] | None:
+    """The model of a `list[Model]` field's items, else None."""
+    args = getattr(field.annotation, "__args__", ())
+    if len(args) == 1 and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+        return args[0]
+    return None
 
 
 def _field_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> FieldInfo | None:

@@ -51,6 +51,14 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        # Routing (issue 4), beyond DESIGN.md's list: dropping on purpose is not a dead letter.
+        self.events_dropped = Counter(
+            "bridge_events_dropped_total",
+            "Alerts not sent on purpose, by reason (unrouted: no route and routing.unmatched "
+            "is drop; route: a route with drop: true).",
+            ["reason"],
+            registry=r,
+        )
         self.http_requests = Counter(
             "bridge_http_requests_total",
             "HTTP requests made, by target API, endpoint template and status code (0: none).",

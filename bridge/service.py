@@ -31,6 +31,7 @@ from bridge.outbox import Outbox
 from bridge.panther.client import PantherClient
 from bridge.poller import FailureBurst, Poller, PollResult
 from bridge.retry import RetryPolicy
+from bridge.routing import Router
 from bridge.server import build_app
 from bridge.status_sync import StatusSync, SyncResult
 
@@ -112,14 +113,17 @@ class Bridge:
                 fetch_timeout=s.catalog.fetch_timeout,
             )
         filters = AlertFilter.from_settings(s.panther.filters)
-        rules = MappingRules(console_url=s.panther.console_url)
-        app_key = s.bigpanda.app_key
+        rules = MappingRules.from_config(s.mapping, console_url=s.panther.console_url)
+        router = Router.from_config(
+            s.routing, default_app_key=s.bigpanda.app_key, base_rules=rules
+        )
         self.poller = Poller(
             self.panther,
             self.outbox,
             self.metrics,
-            app_key_for=lambda _alert: app_key,
+            app_key_for=router.app_key_for,
             rules=rules,
+            router=router,
             initial_lookback=s.panther.initial_lookback,
             overlap=s.panther.overlap,
             clock=self.clock,
