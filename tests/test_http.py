@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import aiohttp
 import pytest
 from aioresponses import aioresponses
-from aioresponses_compat import MockHttp
 
 from bridge.errors import (
     AuthError,
@@ -25,23 +23,6 @@ from bridge.metrics import Metrics
 
 BASE = "https://api.acme.runpanther.net"
 TOKEN = "pan-secret-token-0123456789"
-
-
-@pytest.fixture
-def mock() -> Iterator[aioresponses]:
-    with MockHttp() as m:
-        yield m
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest.fixture
-def metrics() -> Metrics:
-    return Metrics()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any
@@ -29,23 +28,6 @@ from bridge.panther.models import AlertPage
 API = "https://api.acme.runpanther.net"
 TOKEN = "pan-secret-token-0123456789"
 ALERTS = re.compile(r"^https://api\.acme\.runpanther\.net/alerts(\?.*)?$")
-
-
-@pytest.fixture
-def mock() -> Iterator[MockHttp]:
-    with MockHttp() as m:
-        yield m
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest.fixture
-def metrics() -> Metrics:
-    return Metrics()
 
 
 @pytest.fixture
