@@ -1,0 +1,289 @@
+"""Routing: first matching rule picks the app key and tags; unmatched alerts go default or drop."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+
+from bridge.config import RoutingSettings, load_config
+from bridge.errors import ConfigError
+from bridge.mapping import MappingRules
+from bridge.normalize import normalize
+from bridge.panther.models import Alert
+from bridge.routing import DROP_ROUTE, DROP_UNROUTED, Router
+from bridge.service import Bridge
+from bridge.sim import serve_app
+from bridge.sim.bigpanda import BigPandaSimulator
+from bridge.sim.panther import PantherSimulator
+
+PANTHER_TOKEN = "routing-panther-token-0123456789"
+BIGPANDA_TOKEN = "routing-bigpanda-token-0123456789"
+RULES = MappingRules()
+
+
+def alert(**fields: object) -> Alert:
+    base = {"id": "a1", "type": "RULE", "status": "OPEN", "severity": "HIGH"}
+    return Alert.model_validate({**base, **fields})
+
+
+def router(routes: list[dict], *, unmatched: str = "default") -> Router:
+    settings = RoutingSettings.model_validate({"unmatched": unmatched, "routes": routes})
+    return Router.from_config(settings, default_app_key="default", base_rules=RULES)
+
+
+class TestMatching:
+    """Each condition narrows a route; the first route whose conditions all hold wins."""
+
+    def test_first_match_wins(self) -> None:
+        r = router([
+            {"name": "crit", "severity": ["CRITICAL"], "app_key": "pager"},
+            {"name": "aws", "detection_id": "AWS.*", "app_key": "soc"},
+            {"name": "all-aws-again", "detection_id": "AWS.*", "app_key": "never"},
+        ])
+        assert r.route(alert(severity="CRITICAL", detection={"id": "AWS.X"})).app_key == "pager"
+        assert r.route(alert(detection={"id": "AWS.Console.Login"})).app_key == "soc"
+        assert r.route(alert(detection={"id": "Okta.X"})).app_key == "default"
+
+    def test_every_condition_must_hold(self) -> None:
+        r = router([{
+            "severity": ["high", "CRITICAL"],
+            "alert_type": "POLICY",
+            "status": ["OPEN"],
+            "detection_id": ["AWS.S3.*"],
+            "app_key": "cspm",
+        }])
+        policy = {"type": "POLICY", "detection": {"id": "AWS.S3.Bucket.PublicRead"}}
+        assert r.route(alert(**policy)).app_key == "cspm"
+        assert r.route(alert(**policy, severity="LOW")).app_key == "default"
+        assert r.route(alert(**policy, status="RESOLVED")).app_key == "default"
+        assert r.route(alert(**{**policy, "type": "RULE"})).app_key == "default"
+        assert r.route(alert(type="POLICY", detection={"id": "AWS.EC2.X"})).app_key == "default"
+        assert r.route(alert(type="POLICY", detection=None)).app_key == "default"
+
+    def test_alert_type_globs(self) -> None:
+        r = router([{"alert_type": "*_ERROR", "app_key": "ops"}])
+        assert r.route(alert(type="RULE_ERROR")).app_key == "ops"
+        assert r.route(alert(type="SYSTEM_ERROR")).app_key == "ops"
+        assert r.route(alert(type="RULE")).app_key == "default"
+
+    def test_log_types_come_from_the_catalog_detection(self) -> None:
+        r = router([{"log_type": ["AWS.*"], "app_key": "aws"}])
+        a = alert(detection={"id": "X"})
+        assert r.route(a, {"logTypes": ["Okta.SystemLog", "AWS.CloudTrail"]}).app_key == "aws"
+        assert r.route(a, {"resourceTypes": ["AWS.S3.Bucket"]}).app_key == "aws"
+        assert r.route(a, {"logTypes": ["Okta.SystemLog"]}).app_key == "default"
+        # Without enrichment the log types are unknown: the route does not match.
+        assert r.route(a).app_key == "default"
+        assert r.route(a, {"logTypes": None}).app_key == "default"
+
+    def test_route_without_app_key_uses_the_default_and_adds_tags(self) -> None:
+        r = router([{"severity": "HIGH", "tags": {"team": "soc", "page": 1}}])
+        route = r.route(alert())
+        assert route.app_key == "default"
+        out = normalize(alert(createdAt=1), rules=route.rules)
+        assert out["team"] == "soc" and out["page"] == 1
+
+    def test_route_tags_replace_static_tags(self) -> None:
+        base = MappingRules(extra_tags={"team": "everyone", "env": "prod"})
+        settings = RoutingSettings.model_validate(
+            {"routes": [{"severity": "HIGH", "tags": {"team": "soc"}}]}
+        )
+        r = Router.from_config(settings, default_app_key="d", base_rules=base)
+        out = normalize(alert(createdAt=1), rules=r.route(alert()).rules)
+        assert out["team"] == "soc" and out["env"] == "prod"
+        low = alert(createdAt=1, severity="LOW")
+        out = normalize(low, rules=r.route(low).rules)
+        assert out["team"] == "everyone"
+
+    def test_drop_route_and_unmatched_drop(self) -> None:
+        r = router([{"severity": "INFO", "drop": True}, {"severity": "HIGH", "app_key": "soc"}],
+                   unmatched="drop")
+        info = r.route(alert(severity="INFO"))
+        assert info.app_key is None and info.drop_reason == DROP_ROUTE
+        assert r.route(alert()).app_key == "soc"
+        low = r.route(alert(severity="LOW"))
+        assert low.app_key is None and low.drop_reason == DROP_UNROUTED
+        assert r.app_key_for(alert(severity="LOW")) is None
+
+    def test_no_routes_everything_to_the_default(self) -> None:
+        assert router([]).route(alert()).app_key == "default"
+
+
+class TestConfig:
+    """Route mistakes are config errors naming the route and key."""
+
+    @pytest.mark.parametrize(
+        ("route", "expected"),
+        [
+            ({"severity": "URGENT", "app_key": "x"}, "routing.routes[0].severity[0]: must be"),
+            ({"alert_type": "POLICIES"}, "routing.routes[0].alert_type[0]: 'POLICIES' is not an"),
+            ({"status": "DONE"}, "routing.routes[0].status[0]: must be"),
+            ({"drop": True, "app_key": "x"}, "routing.routes[0]: a route with drop: true"),
+            ({"tags": {"Team": "x"}}, "routing.routes[0].tags: tag name 'Team'"),
+            ({"severty": "HIGH"}, "routing.routes[0].severty: unknown key (did you mean sev"),
+        ],
+    )
+    def test_errors(self, tmp_path: Path, route: dict, expected: str) -> None:
+        path = tmp_path / "bridge.yaml"
+        data = {
+            "panther": {"api_url": "https://p.example", "api_token": "t"},
+            "bigpanda": {"api_token": "t", "app_key": "k"},
+            "routing": {"routes": [route]},
+        }
+        path.write_text(yaml.safe_dump(data))
+        with pytest.raises(ConfigError) as caught:
+            load_config(path, environ={})
+        assert any(p.startswith(expected) for p in caught.value.problems), caught.value.problems
+
+    def test_unmatched_values(self, tmp_path: Path) -> None:
+        path = tmp_path / "bridge.yaml"
+        path.write_text(
+            "panther: {api_url: 'https://p.example', api_token: t}\n"
+            "bigpanda: {api_token: t, app_key: k}\nrouting: {unmatched: discard}\n"
+        )
+        with pytest.raises(ConfigError) as caught:
+            load_config(path, environ={})
+        assert caught.value.problems[0].startswith("routing.unmatched: must be 'default' or 'drop'")
+
+
+# -- end to end: the real bridge, both simulators, two BigPanda integrations --------------------
+
+CONFIG = """
+panther:
+  api_url: {panther_url}
+  api_token: ${{PANTHER_API_TOKEN}}
+  console_url: https://acme.runpanther.net
+  poll_interval: 0.2s
+  initial_lookback: 2h
+bigpanda:
+  api_url: {bigpanda_url}
+  api_token: ${{BIGPANDA_API_TOKEN}}
+  app_key: default-key
+  batch_size: 20
+state:
+  path: {state}
+server:
+  host: 127.0.0.1
+  port: 0
+mapping:
+  tags: {{source: panther, team: unassigned}}
+routing:
+  unmatched: {unmatched}
+  routes:
+    - name: drop-info
+      severity: INFO
+      drop: true
+    - name: cloud-posture
+      alert_type: POLICY
+      app_key: cspm
+      tags: {{team: cloud}}
+    - name: soc-cloudtrail
+      log_type: AWS.CloudTrail
+      app_key: soc
+      tags: {{team: soc, via: cloudtrail}}
+    - name: soc-okta-urgent
+      detection_id: "Okta.*"
+      severity: [CRITICAL, HIGH]
+      app_key: soc
+      tags: {{team: soc}}
+"""
+
+
+@dataclass
+class Stack:
+    panther: PantherSimulator
+    bigpanda: BigPandaSimulator
+    tmp_path: Path
+    panther_url: str
+    bigpanda_url: str
+
+    async def run_once(self, unmatched: str) -> Bridge:
+        path = self.tmp_path / f"bridge-{unmatched}.yaml"
+        path.write_text(CONFIG.format(
+            panther_url=self.panther_url,
+            bigpanda_url=self.bigpanda_url,
+            state=self.tmp_path / f"state-{unmatched}" / "bridge.db",
+            unmatched=unmatched,
+        ))
+        settings = load_config(
+            path,
+            environ={"PANTHER_API_TOKEN": PANTHER_TOKEN, "BIGPANDA_API_TOKEN": BIGPANDA_TOKEN},
+        )
+        async with Bridge(settings) as bridge:
+            assert await bridge.once(timeout=30)
+            return bridge
+
+    def delivered(self) -> dict[str, tuple[str, dict]]:
+        """alert id -> (app key, payload) of what BigPanda accepted."""
+        return {a.alert["panther_alert_id"]: (a.app_key, a.alert) for a in self.bigpanda.accepted}
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    panther = PantherSimulator(token=PANTHER_TOKEN, seed=11)
+    bigpanda = BigPandaSimulator(token=BIGPANDA_TOKEN, app_keys=["soc", "cspm", "default-key"])
+    async with serve_app(panther.app) as panther_url, serve_app(bigpanda.app) as bigpanda_url:
+        yield Stack(panther, bigpanda, tmp_path, panther_url, bigpanda_url)
+
+
+def add_alerts(panther: PantherSimulator) -> dict[str, str]:
+    """One alert per routing case; returns case -> alert id."""
+    cases = {
+        "policy": {"type": "POLICY", "detection": "AWS.S3.Bucket.PublicRead", "severity": "HIGH"},
+        "cloudtrail": {"detection": "AWS.Console.LoginWithoutMFA", "severity": "MEDIUM"},
+        "okta_high": {"detection": "Okta.AdminRoleAssigned", "severity": "HIGH"},
+        "okta_low": {"detection": "Okta.BruteForceLogins", "severity": "LOW"},
+        "info": {"detection": "AWS.CloudTrail.RootActivity", "severity": "INFO"},
+        "github": {"detection": "GitHub.Repo.MadePublic", "severity": "MEDIUM"},
+    }
+    return {case: panther.add_alert(**fields)["id"] for case, fields in cases.items()}
+
+
+class TestEndToEnd:
+    """Alerts of different severities and detections reach the right BigPanda integration."""
+
+    async def test_routes_to_two_app_keys_unmatched_default(self, stack: Stack) -> None:
+        ids = add_alerts(stack.panther)
+        bridge = await stack.run_once("default")
+        got = stack.delivered()
+
+        assert got[ids["policy"]][0] == "cspm"
+        assert got[ids["policy"]][1]["team"] == "cloud"
+        # Log types come from the catalog enrichment of the alert's detection.
+        assert got[ids["cloudtrail"]][0] == "soc"
+        assert got[ids["cloudtrail"]][1]["via"] == "cloudtrail"
+        assert got[ids["okta_high"]][0] == "soc"
+        for case in ("okta_low", "github"):
+            app_key, payload = got[ids[case]]
+            assert app_key == "default-key", case
+            assert payload["team"] == "unassigned"  # the static tag, no route's
+        for _app_key, payload in got.values():
+            assert payload["source"] == "panther"  # static tags on every alert
+        assert ids["info"] not in got
+        assert len(stack.bigpanda.accepted) == 5
+        dropped = bridge.metrics.events_dropped.labels(reason="route")._value.get()
+        assert dropped == 1
+        # One batch per app key, never mixing them.
+        batches = [
+            orjson.loads(r.body) for r in stack.bigpanda.requests
+            if r.path == "/data/v2/alerts" and r.status == 201
+        ]
+        assert sorted(b["app_key"] for b in batches) == ["cspm", "default-key", "soc"]
+        for batch in batches:
+            for sent in batch["alerts"]:
+                assert got[sent["panther_alert_id"]][0] == batch["app_key"]
+
+    async def test_unmatched_dropped(self, stack: Stack) -> None:
+        ids = add_alerts(stack.panther)
+        bridge = await stack.run_once("drop")
+        got = stack.delivered()
+        assert set(got) == {ids["policy"], ids["cloudtrail"], ids["okta_high"]}
+        assert {got[i][0] for i in got} == {"soc", "cspm"}
+        metric = bridge.metrics.events_dropped
+        assert metric.labels(reason="unrouted")._value.get() == 2
+        assert metric.labels(reason="route")._value.get() == 1
