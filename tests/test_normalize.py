@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bridge.config import MappingSettings
 from bridge.normalize import (
     ARRAY_MAX,
     DESCRIPTION_MAX,
@@ -69,7 +71,9 @@ class TestGolden:
             "rotate keys.",
             "reference": "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_mfa.html",
             "mitre_attack": ["TA0001:T1078", "TA0006:T1556"],
-            "detection_tags": ["AWS", "Identity & Access Management", "Initial Access:Valid Accounts"],
+            "detection_tags": [
+                "AWS", "Identity & Access Management", "Initial Access:Valid Accounts"
+            ],
             "context_tags": ["identity"],
             "context_source_ip_address": "203.0.113.24",
             "context_user_identity_type": "IAMUser",
@@ -86,27 +90,84 @@ class TestGolden:
             queries=[example("panther-query.json")],
             rules=RULES,
         )
-        assert out["status"] == "acknowledged"
-        assert out["host"] == "AWS.CloudTrail.UnusedRegion"
-        assert out["check"] == "API Calls In Unused Region"
-        assert out["timestamp"] == 1795186804
-        assert out["scheduled_queries"] == ["CloudTrail Unused Regions (hourly)"]
-        assert out["scheduled_query_schedules"] == ["CloudTrail Unused Regions (hourly): every 60m"]
-        assert out["mitre_attack"] == ["TA0005:T1535"]
-        assert out["context_accounts"] == ["123456789012", "210987654321"]
-        assert out["assignee"] == "0d1e2f3a-4b5c-6d7e-8f90-a1b2c3d4e5f6"
-        assert "runbook" not in out  # "" on both alert and detection: nothing to show
+        alert_id = "c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8"
+        assert out == {
+            "status": "acknowledged",
+            "host": "AWS.CloudTrail.UnusedRegion",
+            "timestamp": 1795186804,
+            "check": "API Calls In Unused Region",
+            "incident_identifier": f"panther-{alert_id}",
+            "description": "API calls from an unused region (ap-southeast-3) — Activity in a "
+            "region the organisation does not operate in.",
+            "panther_alert_id": alert_id,
+            "panther_alert_url": f"https://acme.runpanther.net/alerts/{alert_id}",
+            "severity": "MEDIUM",
+            "panther_status": "TRIAGED",
+            "detection_id": "AWS.CloudTrail.UnusedRegion",
+            "detection_type": "SCHEDULED_RULE",
+            "alert_type": "SCHEDULED_RULE",
+            "event_count": 17,
+            "first_event_at": "2026-11-20T14:12:40Z",
+            "last_event_at": "2026-11-20T14:58:11Z",
+            "detection_name": "API Calls In Unused Region",
+            "mitre_attack": ["TA0005:T1535"],
+            "detection_tags": ["AWS", "Defense Evasion:Unused/Unsupported Cloud Regions"],
+            "scheduled_queries": ["CloudTrail Unused Regions (hourly)"],
+            "scheduled_query_schedules": ["CloudTrail Unused Regions (hourly): every 60m"],
+            "assignee": "0d1e2f3a-4b5c-6d7e-8f90-a1b2c3d4e5f6",
+            "context_region": "ap-southeast-3",
+            "context_accounts": ["123456789012", "210987654321"],
+        }
+        # "" runbook on both alert and detection: nothing to show, so no tag at all.
+        assert "runbook" not in out
+
+    def test_scheduled_rule_without_queries_names_them_from_the_detection(self) -> None:
+        out = normalize(
+            example("panther-alert-scheduled-rule.json"),
+            detection=example("panther-scheduled-rule.json"),
+        )
+        assert out["scheduled_queries"] == example("panther-scheduled-rule.json")[
+            "scheduledQueries"
+        ]
+        assert "scheduled_query_schedules" not in out
 
     def test_policy_alert_resolved_with_nulls(self) -> None:
         out = normalize(
-            example("panther-alert-policy.json"), detection=example("panther-policy.json"),
+            example("panther-alert-policy.json"),
+            detection=example("panther-policy.json"),
             rules=RULES,
         )
-        assert out["status"] == "ok"
-        assert out["timestamp"] == 1795077900
-        assert out["log_types"] == ["AWS.S3.Bucket"]
-        assert out["mitre_attack"] == ["TA0009:T1530"]
-        assert "first_event_at" not in out and "runbook" not in out
+        alert_id = "5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b"
+        assert out == {
+            "status": "ok",
+            "host": "AWS.S3.Bucket.PublicRead",
+            "timestamp": 1795077900,
+            "check": "S3 Bucket Public Read",
+            "incident_identifier": f"panther-{alert_id}",
+            "description": "S3 bucket acme-public-assets allows public read — The bucket's ACL "
+            "or policy grants read access to everyone.",
+            "panther_alert_id": alert_id,
+            "panther_alert_url": f"https://acme.runpanther.net/alerts/{alert_id}",
+            "severity": "CRITICAL",
+            "panther_status": "RESOLVED",
+            "detection_id": "AWS.S3.Bucket.PublicRead",
+            "detection_type": "POLICY",
+            "alert_type": "POLICY",
+            "event_count": 1,
+            "reference": "https://docs.aws.amazon.com/AmazonS3/latest/userguide/"
+            "access-control-block-public-access.html",
+            "detection_name": "S3 Bucket Public Read",
+            "log_types": ["AWS.S3.Bucket"],
+            "mitre_attack": ["TA0009:T1530"],
+            "detection_tags": ["AWS", "Collection:Data from Cloud Storage Object"],
+        }
+
+    def test_without_enrichment_the_alert_alone_maps(self) -> None:
+        out = normalize(example("panther-alert-rule.json"), rules=RULES)
+        assert out["check"] == "Console login without MFA by ops-admin from 203.0.113.24"
+        assert out["description"] == "Console login without MFA by ops-admin from 203.0.113.24"
+        for tag in ("detection_name", "log_types", "mitre_attack", "detection_tags"):
+            assert tag not in out
 
     def test_detection_error(self) -> None:
         out = normalize(example("panther-alert-detection-error.json"), rules=MappingRules())
@@ -190,6 +251,23 @@ class TestTimestamp:
         out = normalize(minimal())
         assert isinstance(out, Invalid) and out.reason == "no_timestamp"
 
+    @pytest.mark.parametrize("observed", [1795190000, 1795190000123, 1795190000.9, "1795190000"])
+    def test_observation_time_in_any_form(self, observed: object) -> None:
+        out = normalize(minimal(status="RESOLVED"), kind="status_change", observed_at=observed)
+        assert out["timestamp"] == 1795190000
+
+    def test_absurd_created_at_falls_back_to_observation(self) -> None:
+        # Year 5139 in seconds would read as milliseconds to BigPanda: not a usable time.
+        out = normalize(minimal(createdAt="5139-01-01T00:00:00Z"), observed_at=1700000000)
+        assert out["timestamp"] == 1700000000
+        out = normalize(minimal(createdAt="1969-12-31T23:59:59Z"), observed_at=1700000000)
+        assert out["timestamp"] == 1700000000
+
+    def test_epoch_milliseconds_in_event_times(self) -> None:
+        out = normalize(minimal(createdAt=1795183407000, firstEventOccurredAt=1795183400500))
+        assert out["timestamp"] == 1795183407
+        assert out["first_event_at"] == "2026-11-20T14:03:20.5Z"
+
 
 class TestConstraints:
     """Every BigPanda limit holds, and a cut marks itself."""
@@ -232,6 +310,41 @@ class TestConstraints:
     )
     def test_tag_names(self, source: str, expected: str) -> None:
         assert tag_name(source) == expected
+
+    def test_deeply_nested_context_never_raises(self) -> None:
+        deep: dict = {"leaf": "x"}
+        for _ in range(2000):  # deeper than orjson (255) or repr would go
+            deep = {"k": deep}
+        out = normalize(minimal(createdAt=1, context={"deep": deep, "ok": 1}))
+        assert validate_alert(out, strict=True) == []
+        assert out["context_ok"] == 1
+        assert out["context_deep_k_k_k"].startswith('{"k":{"k":')
+        assert len(out["context_deep_k_k_k"]) <= VALUE_MAX
+
+    def test_huge_context_is_bounded(self) -> None:
+        ctx = {f"key{i}": "v" * 600 for i in range(50_000)}
+        ctx["list"] = [{"a": i} for i in range(10_000)]
+        out = normalize(minimal(createdAt=1, context=ctx))
+        assert validate_alert(out, strict=True) == []
+        assert len([k for k in out if k.startswith("context_")]) == 100
+        assert len(out["context_key0"]) == VALUE_MAX
+
+    def test_integers_past_what_json_holds(self) -> None:
+        out = normalize(minimal(createdAt=1, context={"big": 2**80, "nested": {"deeper": {
+            "deepest": {"past": {"limit": [2**70]}}}}}))
+        assert out["context_big"] == str(2**80)
+        assert str(2**70) in out["context_nested_deeper_deepest_past"]
+
+    def test_no_primary_property(self) -> None:
+        out = normalize(minimal(type="  ", createdAt=1))
+        assert isinstance(out, Invalid) and out.reason == "no_primary_property"
+
+    def test_lone_surrogates_and_nul_do_not_break_encoding(self) -> None:
+        context = {"k\udfff": "\ud800"}
+        out = normalize(minimal(createdAt=1, title="bad \ud800 text\x00", context=context))
+        assert validate_alert(out, strict=True) == []
+        json.dumps(out).encode()
+        orjson.dumps(out)
 
     def test_malformed_alert_is_invalid_not_an_exception(self) -> None:
         out = normalize({"id": "x", "status": "OPEN"})
@@ -317,3 +430,106 @@ class TestProperties:
     def test_pure_and_deterministic(self, alert: dict, kind: str) -> None:
         first = normalize(alert, kind=kind, observed_at=1_700_000_000)
         assert normalize(alert, kind=kind, observed_at=1_700_000_000) == first
+
+
+# -- property tests with non-default mappings ---------------------------------------------------
+
+_paths = st.sampled_from([
+    "id", "type", "status", "severity", "title", "description", "runbook", "createdAt",
+    "firstEventOccurredAt", "eventCount", "contextTags", "assignee.id", "updatedBy.type",
+    "detection.id", "detection.type", "detection.name", "detection.description",
+    "detection.logTypes", "detection.tags", "detection.reports.MITRE ATT&CK",
+    "context.userName", "context.user_name", "context.status", "context.a.b.c", "context.0",
+    "systemError.type",
+])
+_literal_text = st.text(max_size=30).map(lambda t: t.replace("{", "{{").replace("}", "}}"))
+_placeholder = st.tuples(
+    st.lists(_paths, min_size=1, max_size=3),
+    st.one_of(st.none(), st.text(alphabet="abc xyz-", max_size=10)),
+).map(lambda p: "{" + "|".join(p[0]) + (f"|'{p[1]}'" if p[1] is not None else "") + "}")
+_template = st.lists(st.one_of(_literal_text, _placeholder), min_size=1, max_size=4).map(
+    "".join
+).filter(bool)
+_source = st.one_of(_template, st.lists(_template, min_size=1, max_size=3))
+_bp_status = st.sampled_from(["ok", "critical", "warning", "unknown", "acknowledged"])
+_tag_names = st.from_regex(r"[a-z][a-z0-9_-]{0,63}", fullmatch=True).filter(
+    lambda n: n not in ("status", "host", "check", "description", "timestamp", "service",
+                        "application", "device", "sensor", "incident_identifier",
+                        "primary_property", "secondary_property", "app_key")
+)
+_tag_values = st.one_of(
+    st.text(max_size=700),
+    st.integers(min_value=-(2**60), max_value=2**60),
+    st.lists(st.one_of(st.text(max_size=600), st.integers()), max_size=40),
+)
+_globs = st.lists(
+    st.sampled_from(["*", "user*", "*Name", "a.*", "a.b", "status", "[ab]*", "?", "0"]), max_size=3
+)
+_mappings = st.fixed_dictionaries(
+    {},
+    optional={
+        "status_map": st.dictionaries(st.sampled_from(["TRIAGED", "RESOLVED", "CLOSED"]),
+                                      _bp_status),
+        "severity_map": st.dictionaries(
+            st.sampled_from(["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFO"]), _bp_status
+        ),
+        "severity_default": _bp_status,
+        "primary": _source,
+        "secondary": _source,
+        "incident_identifier": _source,
+        "description": _source,
+        "tags": st.dictionaries(_tag_names, _tag_values, max_size=5),
+        "context_include": _globs,
+        "context_exclude": _globs,
+        "forward_event_count": st.booleans(),
+    },
+)
+_detections = st.one_of(
+    st.none(),
+    st.fixed_dictionaries({}, optional={
+        "id": st.one_of(st.none(), st.text(max_size=40)),
+        "displayName": st.one_of(st.none(), st.text(max_size=600)),
+        "description": st.one_of(st.none(), st.text(max_size=3000)),
+        "logTypes": st.one_of(st.none(), st.lists(st.text(max_size=30), max_size=40)),
+        "tags": st.one_of(st.none(), st.lists(_scalars, max_size=40)),
+        "reports": st.one_of(st.none(), st.dictionaries(st.just("MITRE ATT&CK"), _json)),
+        "runbook": _scalars,
+    }),
+)
+
+
+class TestPropertiesWithMappings:
+    """Any valid `mapping:` config keeps every payload valid, or says why it cannot be."""
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(mapping=_mappings, alert=_alerts, detection=_detections,
+           observed=st.one_of(st.none(), st.integers(0, 2**42)))
+    def test_valid_or_invalid(
+        self, mapping: dict, alert: dict, detection: dict | None, observed: int | None
+    ) -> None:
+        rules = MappingRules.from_config(
+            MappingSettings.model_validate(mapping), console_url="https://acme.runpanther.net"
+        )
+        out = normalize(alert, observed_at=observed, detection=detection, rules=rules)
+        if isinstance(out, Invalid):
+            assert out.reason in ("malformed_alert", "no_timestamp", "no_primary_property")
+            assert out.detail
+            return
+        assert validate_alert(out, strict=True) == []
+        assert type(out["timestamp"]) is int
+        orjson.dumps(out)
+
+    def test_simulator_alerts_all_map(self) -> None:
+        """Every shape the Panther simulator produces (all alert kinds) maps, enriched or not."""
+        from bench.normalizer import enrichment
+        from bridge.sim.panther import PantherSimulator
+
+        sim = PantherSimulator(seed=3)
+        alerts = sim.generate(300) + [sim.add_alert(type=t) for t in
+                                      ("RULE_ERROR", "SCHEDULED_RULE_ERROR", "SYSTEM_ERROR")]
+        for raw in orjson.loads(orjson.dumps(alerts)):
+            detection, queries = enrichment(sim, raw)
+            for kwargs in ({}, {"detection": detection, "queries": queries}):
+                out = normalize(raw, observed_at=1_800_000_000, rules=RULES, **kwargs)
+                assert not isinstance(out, Invalid), out
+                assert validate_alert(out, strict=True) == []
