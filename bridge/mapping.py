@@ -273,7 +273,8 @@ class Template:
         """The rendered text, or None when a placeholder has no value."""
         if self.single is not None:  # `{a|b}` alone: no joining
             for getter in self.single.getters:
-                text = as_text(getter(alert, detection))
+                value = getter(alert, detection)
+                text = value.strip() if value.__class__ is str else as_text(value)
                 if text:
                     return text
             return self.single.literal or None
@@ -284,7 +285,8 @@ class Template:
                 continue
             text = None
             for getter in part.getters:  # type: ignore[union-attr]
-                text = as_text(getter(alert, detection))
+                value = getter(alert, detection)
+                text = value.strip() if value.__class__ is str else as_text(value)
                 if text:
                     break
             else:
@@ -302,6 +304,8 @@ class Source:
     templates: tuple[Template, ...]
 
     def render(self, alert: Any, detection: Mapping[str, Any]) -> str | None:
+        if len(self.templates) == 1:
+            return self.templates[0].render(alert, detection)
         for template in self.templates:
             text = template.render(alert, detection)
             if text:

@@ -315,16 +315,21 @@ def _tag_name(source: str) -> str:
     return name[:TAG_NAME_MAX].rstrip("_-") or "tag"
 
 
-_CHILD_NAMES: dict[tuple[str, str], str] = {}
+_CHILD_NAMES: dict[str, dict[str, str]] = {}
 
 
 def _child_name(prefix: str, key: str) -> str:
     """The tag name of `key` under `prefix` (`context` + `userName` -> `context_user_name`)."""
-    name = _CHILD_NAMES.get((prefix, key))
+    names = _CHILD_NAMES.get(prefix)
+    if names is None:
+        names = {}
+        if len(_CHILD_NAMES) < _TAG_NAMES_MAX:  # bounded: keys are whatever alerts carry
+            _CHILD_NAMES[prefix] = names
+    name = names.get(key)
     if name is None:
         name = tag_name(f"{prefix}_{tag_name(key)}")
-        if len(_CHILD_NAMES) < _TAG_NAMES_MAX:
-            _CHILD_NAMES[(prefix, key)] = name
+        if len(names) < _TAG_NAMES_MAX:
+            names[key] = name
     return name
 
 
