@@ -343,6 +343,19 @@ class Outbox:
 
     # -- tracked alerts (status sync) --------------------------------------------------------
 
+    def app_keys_of(self, dedup_keys: Iterable[str]) -> dict[str, str]:
+        """The app key each of these events was recorded with (dedup key -> app key)."""
+        keys = list(dedup_keys)
+        found: dict[str, str] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT dedup_key, app_key FROM events WHERE dedup_key IN ({marks})", chunk
+            )
+            found.update((key, app_key) for key, app_key in rows)
+        return found
+
     def tracked(self, *, created_after: float | None = None) -> list[TrackedAlert]:
         sql = "SELECT alert_id, created_at, status, transitions, alert FROM tracked"
         args: tuple = ()

@@ -141,6 +141,7 @@ class Bridge:
             track_for=s.panther.track_for,
             catalog=self.catalog,
             filters=filters,
+            router=router,
             clock=self.clock,
         )
         self.dispatcher = Dispatcher(

@@ -55,6 +55,8 @@ from bridge.normalize import (
 from bridge.outbox import NewEvent, Outbox, Rejected, TrackedAlert
 from bridge.panther.client import PantherClient
 from bridge.panther.models import Alert
+from bridge.poller import alert_key
+from bridge.routing import Router
 
 log = structlog.get_logger("bridge.status_sync")
 
@@ -95,6 +97,7 @@ class StatusSync:
         track_for: float,
         catalog: Catalog | None = None,
         filters: AlertFilter | None = None,
+        router: Router | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
@@ -105,6 +108,7 @@ class StatusSync:
         self._track_for = track_for
         self._catalog = catalog
         self._filters = filters or AlertFilter()
+        self._router = router
         self._clock = clock
 
     async def sync(self) -> SyncResult:
@@ -186,6 +190,9 @@ class StatusSync:
         gone: Sequence[str],
         now: float,
     ) -> int:
+        # A status change goes where the alert went: the app key its first event was sent to
+        # (a route on status or log type must not split one BigPanda alert across integrations).
+        first_keys = self._outbox.app_keys_of(alert_key(t.alert_id) for t, _ in changed)
         enrichment = {}
         if self._catalog is not None:
             alerts = []
@@ -203,9 +210,14 @@ class StatusSync:
             new_status = str(raw.get("status")).upper()
             original = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
             track.append(
-                TrackedAlert(tracked.alert_id, tracked.created_at, new_status, transition, original)
+                # The row keeps the alert as first forwarded: its route decides the tags of
+                # every later change, so one BigPanda alert keeps one set of route tags.
+                TrackedAlert(
+                    tracked.alert_id, tracked.created_at, new_status, transition, tracked.alert
+                )
             )
-            outcome = self._event(raw, tracked, transition, now, enrichment, original)
+            app_key = first_keys.get(alert_key(tracked.alert_id))
+            outcome = self._event(raw, tracked, transition, now, enrichment, original, app_key)
             if isinstance(outcome, Rejected):
                 rejected.append(outcome)
             else:
@@ -221,11 +233,15 @@ class StatusSync:
         # A rejected event was received too (it went straight to dead letters), so that
         # received = sent + pending + dead-lettered holds for operators reading the metrics.
         if fresh or rejected:
-            self._metrics.events_received.labels(kind=EVENT_STATUS_CHANGE).inc(len(fresh) + len(rejected))
+            self._metrics.events_received.labels(kind=EVENT_STATUS_CHANGE).inc(
+                len(fresh) + len(rejected)
+            )
         for rej in rejected:
             self._metrics.events_dead_lettered.labels(reason=rej.reason).inc()
             log.warning(
-                "status_change.rejected", alert_id=rej.alert_id, reason=rej.reason,
+                "status_change.rejected",
+                alert_id=rej.alert_id,
+                reason=rej.reason,
                 detail=rej.detail,
             )
         for alert_id in gone:
@@ -240,6 +256,7 @@ class StatusSync:
         now: float,
         enrichment: dict[str, Any],
         original: bytes,
+        app_key: str | None,
     ) -> NewEvent | Rejected:
         def rejected(reason: str, detail: str) -> Rejected:
             return Rejected(
@@ -257,13 +274,18 @@ class StatusSync:
         except ValidationError as exc:
             return rejected("malformed_alert", validation_summary(exc))
         detection, queries = enrichment.get(alert.id, (None, []))
+        rules = self._rules
+        if self._router is not None:
+            route = self._router.route(_first_seen(tracked, alert), detection)
+            if route.app_key is not None:  # the route's tags, unless it would drop the change
+                rules = route.rules
         outcome = normalize(
             alert,
             kind=EVENT_STATUS_CHANGE,
             observed_at=int(now),
             detection=detection,
             queries=queries,
-            rules=self._rules,
+            rules=rules,
         )
         if isinstance(outcome, Invalid):
             return rejected(outcome.reason, outcome.detail)
@@ -272,10 +294,18 @@ class StatusSync:
             alert_id=alert.id,
             kind=EVENT_STATUS_CHANGE,
             bp_status=outcome["status"],
-            app_key=self._app_key_for(alert) or "",
+            app_key=app_key or self._app_key_for(alert) or "",
             payload=orjson.dumps(outcome),
             event_time=now,
         )
+
+
+def _first_seen(tracked: TrackedAlert, current: Alert) -> Alert:
+    """The alert as it was first forwarded (what routing decided on), else the current one."""
+    try:
+        return Alert.model_validate_json(tracked.alert)
+    except ValidationError:
+        return current
 
 
 def _listing(tracked: TrackedAlert) -> str:

@@ -287,3 +287,45 @@ class TestEndToEnd:
         metric = bridge.metrics.events_dropped
         assert metric.labels(reason="unrouted")._value.get() == 2
         assert metric.labels(reason="route")._value.get() == 1
+
+
+class TestStatusChangesFollowTheAlert:
+    """A status change goes to the app key the alert went to, even if routes now disagree."""
+
+    async def test_route_on_status_does_not_split_an_alert(self, stack: Stack) -> None:
+        path = stack.tmp_path / "status-route.yaml"
+        path.write_text(
+            f"""
+panther:
+  api_url: {stack.panther_url}
+  api_token: ${{PANTHER_API_TOKEN}}
+  initial_lookback: 2h
+bigpanda:
+  api_url: {stack.bigpanda_url}
+  api_token: ${{BIGPANDA_API_TOKEN}}
+  app_key: default-key
+state:
+  path: {stack.tmp_path / "status-state" / "bridge.db"}
+server:
+  port: 0
+routing:
+  routes:
+    - name: open-github-to-soc
+      status: OPEN
+      detection_id: "GitHub.*"
+      app_key: soc
+      tags: {{team: soc}}
+"""
+        )
+        settings = load_config(
+            path,
+            environ={"PANTHER_API_TOKEN": PANTHER_TOKEN, "BIGPANDA_API_TOKEN": BIGPANDA_TOKEN},
+        )
+        alert_id = stack.panther.add_alert(detection="GitHub.Repo.MadePublic")["id"]
+        async with Bridge(settings) as bridge:
+            assert await bridge.once(timeout=30)
+            stack.panther.set_status(alert_id, "RESOLVED")
+            assert await bridge.once(timeout=30)
+        accepted = stack.bigpanda.accepted
+        sent = [(a.app_key, a.alert["status"], a.alert.get("team")) for a in accepted]
+        assert sent == [("soc", "warning", "soc"), ("soc", "ok", "soc")]
