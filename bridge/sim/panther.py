@@ -990,11 +990,11 @@ async def serve(
     latency: float = 0.0,
     token: str = DEFAULT_TOKEN,
 ) -> None:
-    """`bridge sim panther`: serve a simulator until cancelled, `alerts` of them over the last hour
+    """`bridge sim panther`: serve until cancelled, with `alerts` alerts from the last 50 minutes
     and `rate` new ones per second."""
     sim = PantherSimulator(token=token, page_latency=latency)
     if alerts > 0:
-        sim.generate(alerts, spacing=3600 / alerts)
+        sim.generate(alerts, spacing=3000 / alerts)  # inside the default 1h lookback
     async with serve_app(sim.app, host, port) as url:
         print(f"panther simulator on {url} (X-API-Key: {token})", flush=True)
         producer = asyncio.create_task(sim.produce(rate, math.inf)) if rate > 0 else None
