@@ -96,7 +96,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--alerts", type=int, default=0, help="panther: alerts to pre-generate")
     p.add_argument("--rate", type=float, default=0.0, help="panther: new alerts per second")
     p.add_argument("--latency", type=float, default=0.0, help="seconds added to each response")
-    p.add_argument("--faults", default="", help="bigpanda: scripted responses, e.g. 500,429,201")
+    p.add_argument(
+        "--faults",
+        default="",
+        help="scripted responses to the next requests, e.g. 500,429:Retry-After=2,ok",
+    )
     p.set_defaults(handler=cmd_sim)
 
     dlq = sub.add_parser("dlq", help="inspect and re-drive dead letters")
@@ -261,7 +265,12 @@ def cmd_sim(args: argparse.Namespace) -> int:
             from bridge.sim.panther import serve
 
             await serve(
-                args.host, args.port, alerts=args.alerts, rate=args.rate, latency=args.latency
+                args.host,
+                args.port,
+                alerts=args.alerts,
+                rate=args.rate,
+                latency=args.latency,
+                faults=args.faults,
             )
         else:
             from bridge.sim.bigpanda import serve

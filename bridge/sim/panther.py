@@ -989,12 +989,15 @@ async def serve(
     rate: float = 0.0,
     latency: float = 0.0,
     token: str = DEFAULT_TOKEN,
+    faults: str = "",
 ) -> None:
     """`bridge sim panther`: serve until cancelled, with `alerts` alerts from the last 50 minutes
     and `rate` new ones per second."""
     sim = PantherSimulator(token=token, page_latency=latency)
     if alerts > 0:
         sim.generate(alerts, spacing=3000 / alerts)  # inside the default 1h lookback
+    if faults:
+        sim.script(faults)
     async with serve_app(sim.app, host, port) as url:
         print(f"panther simulator on {url} (X-API-Key: {token})", flush=True)
         producer = asyncio.create_task(sim.produce(rate, math.inf)) if rate > 0 else None
