@@ -27,7 +27,7 @@ from bridge.metrics import Metrics
 from bridge.normalize import MappingRules
 from bridge.outbox import Outbox
 from bridge.panther.client import PantherClient
-from bridge.poller import Poller
+from bridge.poller import Poller, PollResult
 from bridge.sim.panther import DEFAULT_TOKEN
 
 TOKEN = DEFAULT_TOKEN
@@ -49,7 +49,8 @@ async def timed_read(url: str, state: Path, since: float, until: float, concurre
             )
             started = time.perf_counter()
             if concurrency is None:
-                result = await poller.read_window(since, until, advance_watermark=False)
+                result = PollResult()
+                await poller.read_window(since, until, advance_watermark=False, result=result)
             else:
                 result = await poller.backfill(since, until)
             return time.perf_counter() - started, result.new_events, result.pages

@@ -22,6 +22,7 @@ to what a recorded page held, inserts behind it are the sweep's, and repeats are
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import time
@@ -56,6 +57,9 @@ EPSILON = 1e-6
 # A backfill cuts its window into this many slices per concurrent pager, so that one busy slice
 # (an alert storm) does not leave the other pagers idle.
 SLICES_PER_PAGER = 4
+# The head poll switches to concurrent slices when a full page's newest alert is further behind
+# now than this: well past what one poll interval accumulates, so steady polling never slices.
+CATCHUP_LAG = 120.0
 
 
 def alert_key(alert_id: str) -> str:
@@ -115,6 +119,8 @@ class Poller:
         backfill_concurrency: int = 8,
         track_for: float = 7 * 86_400.0,
         router: Router | None = None,
+        catchup_concurrency: int | None = None,
+        catchup_lag: float = CATCHUP_LAG,
     ) -> None:
         self._client = client
         self._outbox = outbox
@@ -127,6 +133,11 @@ class Poller:
         self.filters = filters or AlertFilter()
         self._catalog = catalog
         self._backfill_concurrency = max(1, backfill_concurrency)
+        # Concurrent pagers of a head-poll catch-up (1: the head poll always pages sequentially).
+        self._catchup_pagers = max(
+            1, backfill_concurrency if catchup_concurrency is None else catchup_concurrency
+        )
+        self._catchup_lag = catchup_lag
         self._track_for = track_for
         # Routes decide app key, tags or drop; without one, app_key_for and rules do.
         self._router = router
@@ -156,12 +167,87 @@ class Poller:
         """Read every alert created at or after each listing's watermark, advancing it page by page.
 
         Costs requests in proportion to the new alerts: the pages after the watermark, plus the
-        one that ends the listing.
+        one that ends the listing. When a page comes back full and its newest alert is more than
+        `catchup_lag` behind now, the bridge is catching up (after an outage, a storm): the rest
+        of the way to now is paged in concurrent slices (`catch_up`), then the head poll goes on.
         """
         total = PollResult()
         for listing in self.listings:
+            total.add(await self._poll_listing(listing))
+        return total
+
+    async def _poll_listing(self, listing: str) -> PollResult:
+        total = PollResult()
+        may_catch_up = self._catchup_pagers > 1
+        while True:
             start = self.start_point(listing) - EPSILON
-            total.add(await self.read_window(start, None, advance_watermark=True, listing=listing))
+            behind: float | None = None
+            pages = self._client.iter_alert_pages(
+                created_after=_dt(start), alert_type=listing, **self.filters.query(listing)
+            )
+            async with contextlib.aclosing(pages):
+                async for page in pages:
+                    total.pages += 1
+                    newest = await self.ingest_page(
+                        page.results, total, advance_watermark=True, listing=listing
+                    )
+                    if (
+                        may_catch_up
+                        and page.next
+                        and newest is not None
+                        and newest < self._clock() - self._catchup_lag
+                    ):
+                        behind = newest
+                        break
+            if behind is None:
+                return total
+            before = self._outbox.watermark(watermark_key(listing))
+            await self.catch_up(behind, self._clock(), listing, total)
+            if self._outbox.watermark(watermark_key(listing)) == before:
+                # The slices held nothing past the page (a listing whose `next` led nowhere):
+                # go on page by page rather than slicing the same window again.
+                may_catch_up = False
+
+    async def catch_up(
+        self, since: float, until: float, listing: str, total: PollResult | None = None
+    ) -> PollResult:
+        """Page [since, until) of a listing in concurrent slices, advancing its watermark.
+
+        Slices finish in any order; the watermark only ever moves to the newest alert of the
+        *contiguous prefix* of finished slices, so it never passes a slice still being read (or
+        one that failed): a crash or an error mid-catch-up replays from there, and what the later
+        slices already recorded is absorbed by the dedup keys.
+        """
+        total = PollResult() if total is None else total
+        bounds = _slice_bounds(since, until, self._catchup_pagers * SLICES_PER_PAGER)
+        count = len(bounds) - 1
+        finished = [False] * count
+        newest: list[float | None] = [None] * count
+        prefix = 0
+        key = watermark_key(listing)
+
+        def slice_done(index: int, slice_newest: float | None) -> None:
+            nonlocal prefix
+            finished[index] = True
+            newest[index] = slice_newest
+            mark: float | None = None
+            while prefix < count and finished[prefix]:
+                if newest[prefix] is not None:
+                    mark = newest[prefix]  # slices are in time order: the last one is the max
+                prefix += 1
+            if mark is not None:
+                self._outbox.record([], watermark=mark, watermark_key=key)
+                total.watermark = max(total.watermark or mark, mark)
+                if listing == "ALERT":
+                    current = self._outbox.watermark()
+                    if current is not None:
+                        self._metrics.watermark.set(current)
+
+        log.info(
+            "poll.catching_up", listing=listing, behind_seconds=round(until - since, 1),
+            slices=count, pagers=self._catchup_pagers,
+        )
+        await self._read_slices(bounds, listing, self._catchup_pagers, total, slice_done)
         return total
 
     async def sweep_overlap(self) -> PollResult:
@@ -175,11 +261,9 @@ class Poller:
                 continue
             swept = self._outbox.get_meta(swept_key(listing))
             since = min(watermark, float(swept)) if swept is not None else watermark
-            total.add(
-                await self.read_window(
-                    since - self._overlap - EPSILON, watermark, advance_watermark=False,
-                    listing=listing,
-                )
+            await self.read_window(
+                since - self._overlap - EPSILON, watermark, advance_watermark=False,
+                listing=listing, result=total,
             )
             self._outbox.set_meta(swept_key(listing), repr(watermark))
         return total
@@ -190,34 +274,47 @@ class Poller:
         Nothing already recorded is recorded (hence sent) again: the dedup keys decide.
         """
         total = PollResult()
-        count = self._backfill_concurrency * SLICES_PER_PAGER
-        step = (until - since) / count
-        bounds = [since + i * step for i in range(count)] + [until]
+        bounds = _slice_bounds(since, until, self._backfill_concurrency * SLICES_PER_PAGER)
         for listing in self.listings:
-            queue: asyncio.Queue[tuple[float, float]] = asyncio.Queue()
-            for start, end in itertools.pairwise(bounds):
-                queue.put_nowait((start - EPSILON, end))
-
-            async def pager(listing: str = listing, queue: asyncio.Queue = queue) -> None:
-                while not queue.empty():
-                    start, end = queue.get_nowait()
-                    total.add(
-                        await self.read_window(
-                            start, end, advance_watermark=False, listing=listing
-                        )
-                    )
-
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    for _ in range(min(self._backfill_concurrency, count)):
-                        tg.create_task(pager())
-            except ExceptionGroup as group:
-                # One failed slice stops the backfill (what was recorded stays); say why plainly.
-                failures = [e for e in group.exceptions if isinstance(e, BridgeError)]
-                if failures and len(failures) == len(group.exceptions):
-                    raise failures[0] from None
-                raise
+            await self._read_slices(bounds, listing, self._backfill_concurrency, total)
         return total
+
+    async def _read_slices(
+        self,
+        bounds: Sequence[float],
+        listing: str,
+        pagers: int,
+        total: PollResult,
+        slice_done: Callable[[int, float | None], None] | None = None,
+    ) -> None:
+        """Page the slices between `bounds` with `pagers` concurrent readers, oldest first.
+
+        `slice_done(index, newest createdAt)` is called as each slice is completely recorded.
+        """
+        slices = list(enumerate(itertools.pairwise(bounds)))
+        slices.reverse()  # popped from the end: the oldest slice first
+
+        async def pager() -> None:
+            while slices:
+                index, (start, end) = slices.pop()
+                result = PollResult()
+                newest = await self.read_window(
+                    start - EPSILON, end, advance_watermark=False, listing=listing, result=result
+                )
+                total.add(result)
+                if slice_done is not None:
+                    slice_done(index, newest)
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(min(pagers, len(slices))):
+                    tg.create_task(pager())
+        except ExceptionGroup as group:
+            # One failed slice stops the others (what was recorded stays); say why plainly.
+            failures = [e for e in group.exceptions if isinstance(e, BridgeError)]
+            if failures and len(failures) == len(group.exceptions):
+                raise failures[0] from None
+            raise
 
     async def read_window(
         self,
@@ -226,9 +323,14 @@ class Poller:
         *,
         advance_watermark: bool,
         listing: str = "ALERT",
-    ) -> PollResult:
-        """List [start, end) ascending and record every alert not yet recorded."""
-        result = PollResult()
+        result: PollResult | None = None,
+    ) -> float | None:
+        """List [start, end) ascending and record every alert not yet recorded.
+
+        Returns the newest `createdAt` read (None: the window was empty); counts go to `result`.
+        """
+        result = PollResult() if result is None else result
+        newest: float | None = None
         async for page in self._client.iter_alert_pages(
             created_after=_dt(start),
             created_before=_dt(end) if end is not None else None,
@@ -236,48 +338,33 @@ class Poller:
             **self.filters.query(listing),
         ):
             result.pages += 1
-            enrichment = await self._enrich(page.results)
-            self.record_page(
-                page.results,
-                result,
-                advance_watermark=advance_watermark,
-                listing=listing,
-                enrichment=enrichment,
+            page_newest = await self.ingest_page(
+                page.results, result, advance_watermark=advance_watermark, listing=listing
             )
-        return result
+            if page_newest is not None and (newest is None or page_newest > newest):
+                newest = page_newest
+        return newest
 
-    async def _enrich(self, results: Sequence[Mapping[str, Any]]) -> Mapping[str, Enrichment]:
-        """Catalog context for the page's alerts not yet recorded: a cache lookup + bounded wait."""
-        if self._catalog is None:
-            return {}
-        ids = [r.get("id") for r in results if isinstance(r.get("id"), str)]
-        known = self._outbox.known(alert_key(i) for i in ids)
-        alerts = []
-        for raw in results:
-            if alert_key(str(raw.get("id"))) in known or not self.filters.accepts(raw):
-                continue
-            try:
-                alerts.append(Alert.model_validate(raw))
-            except ValidationError:
-                continue
-        return await self._catalog.enrich(alerts) if alerts else {}
-
-    def record_page(
+    async def ingest_page(
         self,
         results: list[dict[str, Any]],
         result: PollResult,
         *,
         advance_watermark: bool,
         listing: str = "ALERT",
-        enrichment: Mapping[str, Enrichment] | None = None,
-    ) -> None:
-        """Normalize the page's unseen alerts and store them with the new watermark, atomically."""
+    ) -> float | None:
+        """Validate, enrich and normalize the page's unseen alerts, and store them with the new
+        watermark, atomically. Returns the page's newest `createdAt` (None: no timestamps).
+
+        Each alert is validated once: the `Alert` serves the catalog, the router and the
+        normalizer alike.
+        """
         observed = self._clock()
         ids = [r.get("id") for r in results if isinstance(r.get("id"), str)]
-        known = self._outbox.known(alert_key(i) for i in ids)
-        events: list[NewEvent] = []
+        known = self._outbox.known([alert_key(i) for i in ids]) if ids else set()
+        accepts = self.filters.accepts
         rejected: list[Rejected] = []
-        track: list[TrackedAlert] = []
+        valid: list[tuple[Mapping[str, Any], Alert]] = []
         newest: float | None = None
         for raw in results:
             created = parse_timestamp(raw.get("createdAt"))
@@ -285,20 +372,32 @@ class Poller:
                 ts = created.timestamp()
                 newest = ts if newest is None or ts > newest else newest
             raw_id = raw.get("id")
-            if isinstance(raw_id, str) and alert_key(raw_id) in known:
+            if raw_id.__class__ is str and alert_key(raw_id) in known:
                 continue
-            if not self.filters.accepts(raw):
+            if not accepts(raw):
                 result.filtered += 1
                 continue
-            context = (enrichment or {}).get(raw_id) if isinstance(raw_id, str) else None
-            outcome = self._event_for(raw, observed, context)
-            if isinstance(outcome, Dropped):
-                self._count_dropped(outcome)
+            try:
+                alert = Alert.model_validate(raw)
+            except ValidationError as exc:
+                rejected.append(_malformed(raw, exc, observed))
                 continue
-            if isinstance(outcome, Rejected):
-                rejected.append(outcome)
+            valid.append((raw, alert))
+        enrichment: Mapping[str, Enrichment] = {}
+        if self._catalog is not None and valid:
+            # A cache lookup + a bounded wait for the detections not cached yet.
+            enrichment = await self._catalog.enrich(alert for _, alert in valid)
+        events: list[NewEvent] = []
+        track: list[TrackedAlert] = []
+        for raw, alert in valid:
+            outcome = self._event_for(raw, alert, observed, enrichment.get(alert.id))
+            if outcome.__class__ is Dropped:
+                self._count_dropped(outcome)  # type: ignore[arg-type]
                 continue
-            event, tracked = outcome
+            if outcome.__class__ is Rejected:
+                rejected.append(outcome)  # type: ignore[arg-type]
+                continue
+            event, tracked = outcome  # type: ignore[misc]
             events.append(event)
             if tracked is not None:
                 track.append(tracked)
@@ -328,6 +427,7 @@ class Poller:
                 current = self._outbox.watermark()
                 if current is not None:
                     self._metrics.watermark.set(current)
+        return newest
 
     def _count_dropped(self, dropped: Dropped) -> None:
         if dropped.alert_id in self._dropped_ids:
@@ -341,22 +441,12 @@ class Poller:
         )
 
     def _event_for(
-        self, raw: Mapping[str, Any], observed: float, context: Enrichment | None = None
+        self,
+        raw: Mapping[str, Any],
+        alert: Alert,
+        observed: float,
+        context: Enrichment | None = None,
     ) -> tuple[NewEvent, TrackedAlert | None] | Rejected | Dropped:
-        original = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
-        try:
-            alert = Alert.model_validate(raw)
-        except ValidationError as exc:
-            alert_id = raw.get("id") if isinstance(raw.get("id"), str) and raw.get("id") else None
-            return Rejected(
-                dedup_key=alert_key(alert_id or "sha1-" + hashlib.sha1(original).hexdigest()),
-                alert_id=alert_id or "",
-                kind=EVENT_ALERT,
-                reason="malformed_alert",
-                detail=validation_summary(exc),
-                original=original,
-                event_time=observed,
-            )
         detection, queries = context if context is not None else (None, [])
         route = self._router.route(alert, detection) if self._router is not None else None
         if route is not None and route.app_key is None:
@@ -376,7 +466,7 @@ class Poller:
                 kind=EVENT_ALERT,
                 reason=outcome.reason,
                 detail=outcome.detail,
-                original=original,
+                original=_original(raw),
                 event_time=observed,
             )
         app_key = route.app_key if route is not None else self._app_key_for(alert)
@@ -395,7 +485,7 @@ class Poller:
         # the status sync finds it at no extra request (see bridge.status_sync).
         tracked = None
         if created >= observed - self._track_for:
-            tracked = TrackedAlert(alert.id, created, alert.status.upper(), 0, original)
+            tracked = TrackedAlert(alert.id, created, alert.status.upper(), 0, _original(raw))
         return event, tracked
 
 
@@ -474,6 +564,33 @@ class FailureBurst:
         if self._retry_after is not None:
             delay = max(delay, min(self._retry_after, self._policy.max_retry_after))
         return min(delay, max(self._policy.max_backoff, interval))
+
+
+def _original(raw: Mapping[str, Any]) -> bytes:
+    """The alert as Panther sent it, keys sorted: kept for dead letters and the status sync."""
+    return orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
+
+
+def _malformed(raw: Mapping[str, Any], exc: ValidationError, observed: float) -> Rejected:
+    """A listed object that is no Panther alert: dead-lettered once, under its id or its hash."""
+    original = _original(raw)
+    alert_id = raw.get("id") if isinstance(raw.get("id"), str) and raw.get("id") else None
+    return Rejected(
+        dedup_key=alert_key(alert_id or "sha1-" + hashlib.sha1(original).hexdigest()),
+        alert_id=alert_id or "",
+        kind=EVENT_ALERT,
+        reason="malformed_alert",
+        detail=validation_summary(exc),
+        original=original,
+        event_time=observed,
+    )
+
+
+def _slice_bounds(since: float, until: float, count: int) -> list[float]:
+    """`count` equal slices of [since, until): their `count + 1` bounds."""
+    count = max(1, count)
+    step = (until - since) / count
+    return [since + i * step for i in range(count)] + [until]
 
 
 def _dt(epoch: float) -> datetime:

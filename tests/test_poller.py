@@ -133,7 +133,8 @@ class TestHeadPoll:
     async def test_watermark_moves_only_with_recorded_pages(self, setup: Setup) -> None:
         alerts = setup.sim.generate(120, start=ago(1000), spacing=1.0)
         setup.sim.script("ok,500")  # page 1 fine, page 2 fails
-        poller = setup.poller()
+        # Page by page (the catch-up's slices are TestCatchUp's): exactly the first page stays.
+        poller = setup.poller(catchup_concurrency=1)
         with pytest.raises(RetriableApiError):
             await poller.poll_head()
         assert len(setup.recorded_ids()) == 50
@@ -144,6 +145,72 @@ class TestHeadPoll:
         result = await poller.poll_head()
         assert result.new_events == 70
         assert len(set(setup.recorded_ids())) == 120
+
+
+class TestCatchUp:
+    """Far behind (a full page more than `catchup_lag` old), the head poll pages the rest of the
+    way to now in concurrent slices: every alert once, the watermark never past an unfinished
+    slice."""
+
+    async def test_slices_record_every_alert_once(self, setup: Setup) -> None:
+        alerts = setup.sim.generate(900, start=ago(1800), spacing=2.0)
+        poller = setup.poller(catchup_concurrency=4, catchup_lag=60.0)
+        result = await poller.poll_head()
+        assert result.new_events == 900
+        ids = setup.recorded_ids()
+        assert len(ids) == len(set(ids)) == 900
+        assert set(ids) == {a["id"] for a in alerts}
+        newest = max(
+            datetime.fromisoformat(a["createdAt"].replace("Z", "+00:00")).timestamp()
+            for a in alerts
+        )
+        assert setup.outbox.watermark() == pytest.approx(newest, abs=1e-3)
+        # Slices (bounded listings) were read, and concurrently: more than one pager's worth.
+        bounded = [p for p in setup.alert_requests() if "created-before" in p]
+        assert len(bounded) >= 4 * 4
+        again = await poller.poll_head()
+        assert again.new_events == 0
+
+    async def test_watermark_stays_behind_a_failed_slice(self, setup: Setup) -> None:
+        alerts = setup.sim.generate(900, start=ago(1800), spacing=2.0)
+        created = {
+            a["id"]: datetime.fromisoformat(a["createdAt"].replace("Z", "+00:00")).timestamp()
+            for a in alerts
+        }
+        cut = time.time() - 900  # slices starting past this fail: the catch-up cannot finish
+        original = setup.client.list_alerts
+        failing = True
+
+        async def flaky(**kwargs: Any):
+            after = kwargs.get("created_after")
+            if failing and kwargs.get("created_before") is not None and after.timestamp() > cut:
+                raise RetriableApiError("panther GET /alerts: 503", target="panther", status=503)
+            return await original(**kwargs)
+
+        setup.client.list_alerts = flaky  # type: ignore[method-assign]
+        poller = setup.poller(catchup_concurrency=4, catchup_lag=60.0)
+        with pytest.raises(RetriableApiError):
+            await poller.poll_head()
+        mark = setup.outbox.watermark()
+        assert mark is not None and mark <= cut
+        recorded = set(setup.recorded_ids())
+        # Everything up to the watermark is durably recorded: a crash now would lose nothing.
+        assert {i for i, t in created.items() if t <= mark} <= recorded
+        assert len(recorded) < 900
+
+        failing = False
+        result = await poller.poll_head()
+        ids = setup.recorded_ids()
+        assert len(ids) == len(set(ids)) == 900
+        assert result.new_events == 900 - len(recorded)
+        assert setup.outbox.watermark() == pytest.approx(max(created.values()), abs=1e-3)
+
+    async def test_steady_polls_never_slice(self, setup: Setup) -> None:
+        """Recent alerts (within the lag) are paged from the watermark one page after another."""
+        setup.sim.generate(200, start=ago(30), spacing=0.1)
+        await setup.poller(catchup_concurrency=4, catchup_lag=60.0).poll_head()
+        assert not [p for p in setup.alert_requests() if "created-before" in p]
+        assert len(setup.recorded_ids()) == 200
 
 
 class TestPerListingWatermarks:
