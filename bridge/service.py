@@ -16,6 +16,8 @@ from types import TracebackType
 import aiohttp
 import structlog
 from aiohttp import web
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 from bridge.bigpanda.client import BigPandaClient
 from bridge.catalog import Catalog
@@ -85,9 +87,11 @@ class Bridge:
         self.health.state_open = True
         # One session per target: each trusts its own CAs, and a slow Panther cannot take the
         # connections BigPanda deliveries need.
-        panther_session = self._new_session(s.panther.ca_bundle, limit=8)
+        panther_session = self._new_session(
+            s.panther.api_url, s.panther.ca_bundle, limit=max(8, s.panther.backfill_concurrency)
+        )
         bigpanda_session = self._new_session(
-            s.bigpanda.ca_bundle, limit=max(8, 2 * s.bigpanda.max_in_flight)
+            s.bigpanda.api_url, s.bigpanda.ca_bundle, limit=max(8, 2 * s.bigpanda.max_in_flight)
         )
         self.panther = PantherClient(
             panther_session,
@@ -185,12 +189,21 @@ class Bridge:
         self.health.state_open = False
         self.outbox.close()
 
-    def _new_session(self, ca_bundle: str | None, *, limit: int) -> aiohttp.ClientSession:
-        """A client session that verifies certificates (against `ca_bundle` when given) and takes
-        HTTP(S)_PROXY / NO_PROXY from the environment (`trust_env`)."""
+    def _new_session(
+        self, api_url: str, ca_bundle: str | None, *, limit: int
+    ) -> aiohttp.ClientSession:
+        """A client session that verifies certificates (against `ca_bundle` when given) and goes
+        through the proxy HTTP(S)_PROXY / NO_PROXY name for `api_url`.
+
+        The proxy is resolved once here, not per request: aiohttp's `trust_env` looks the proxy
+        and ~/.netrc up again on every request, in a thread each, which cost a tenth of the
+        bridge's CPU during a catch-up.
+        """
+        proxy, proxy_auth = env_proxy(api_url)
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=limit, ssl=tls_context(ca_bundle)),
-            trust_env=True,
+            proxy=proxy,
+            proxy_auth=proxy_auth,
         )
         self._sessions.append(session)
         return session
@@ -446,6 +459,16 @@ class Bridge:
         counts = self.outbox.counts()
         log.info("drain.completed", **counts)
         return counts["pending"] == 0 and counts["jobs"] == 0
+
+
+def env_proxy(url: str) -> tuple[str | None, aiohttp.BasicAuth | None]:
+    """The proxy (and its credentials) HTTP_PROXY / HTTPS_PROXY / NO_PROXY give for `url`;
+    (None, None) to connect directly."""
+    try:
+        proxy, auth = get_env_proxy_for_url(URL(url))
+    except LookupError:
+        return None, None
+    return str(proxy), auth
 
 
 def tls_context(ca_bundle: str | None) -> ssl.SSLContext:

@@ -305,3 +305,64 @@ class TestTls:
             assert not ok
             assert "certificate" in error.lower() or "ssl" in error.lower(), error
             assert not bigpanda.accepted
+
+
+class TestProxy:
+    """HTTP(S)_PROXY / NO_PROXY are honoured, resolved once per target at startup."""
+
+    async def test_proxy_and_no_proxy(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import aiohttp
+        from aiohttp import web
+
+        from bridge.config import load_config
+        from bridge.service import Bridge
+
+        panther = PantherSimulator(token=PANTHER_TOKEN)
+        panther.generate(3, spacing=0.5)
+        bigpanda = BigPandaSimulator(token=BIGPANDA_TOKEN, app_keys=[APP_KEY])
+        proxied: list[str] = []
+        async with (
+            serve_app(panther.app) as panther_url,
+            serve_app(bigpanda.app) as bigpanda_url,
+            aiohttp.ClientSession() as upstream,
+        ):
+            # A forward proxy that knows `panther.proxied.test`, a name only it can resolve.
+            async def forward(request: web.Request) -> web.Response:
+                proxied.append(str(request.url))
+                target = panther_url + request.raw_path.split("panther.proxied.test", 1)[1]
+                headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+                async with upstream.request(
+                    request.method, target, headers=headers, data=await request.read()
+                ) as resp:
+                    return web.Response(
+                        status=resp.status, body=await resp.read(),
+                        content_type=resp.content_type,
+                    )
+
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", forward)
+            async with serve_app(app) as proxy_url:
+                monkeypatch.setenv("HTTP_PROXY", proxy_url)
+                monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # BigPanda: direct
+                for name in ("http_proxy", "no_proxy", "HTTPS_PROXY", "https_proxy"):
+                    monkeypatch.delenv(name, raising=False)
+                doc = {
+                    "panther": {"api_url": "http://panther.proxied.test",
+                                "api_token": PANTHER_TOKEN},
+                    "bigpanda": {"api_url": bigpanda_url, "api_token": BIGPANDA_TOKEN,
+                                 "app_key": APP_KEY},
+                    "state": {"path": str(tmp_path / "bridge.db")},
+                    "catalog": {"enabled": False},
+                    "logging": {"level": "error"},
+                }
+                path = tmp_path / "bridge.yaml"
+                path.write_text(yaml.safe_dump(doc))
+                settings = load_config(path, environ={})
+                async with Bridge(settings) as bridge:
+                    ok = await bridge.once(timeout=5)
+                    error = bridge.health.last_poll_error
+        assert ok, error
+        assert len(bigpanda.accepted) == 3
+        assert proxied and all("panther.proxied.test" in url for url in proxied)
