@@ -7,7 +7,10 @@ a byte-identical request that BigPanda drops with 204 (shared/api/BIGPANDA.md).
 How a failure is handled is decided by the exception type's `retriable` flag and class:
 - retriable (408, 429, 5xx but 501, transport errors): the events get a next attempt time from
   the retry policy; a 429 also pauses the whole sender, since every other batch would hit the
-  same limit;
+  same limit; so do `CIRCUIT_THRESHOLD` retriable failures in a row (BigPanda down or
+  unreachable): the sender pauses for a growing backoff, then probes with one batch at a time
+  until one gets through, instead of every queued batch retrying on its own clock and competing
+  with intake for the whole outage;
 - permanent (other 4xx): the batch is bisected until the offending events are isolated; those go to
   dead letters with the response body, the rest are delivered;
 - auth (401/403): nothing is dropped, sending stops, readiness goes down, and a probe retries later.
@@ -26,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 import orjson
@@ -44,6 +48,9 @@ MAX_BATCH_BYTES = 1024 * 1024
 AUTH_PROBE_MAX = 300.0
 # The longest the idle loop sleeps without being woken: a safety net, not the schedule.
 IDLE_MAX = 1.0
+# Consecutive retriable failures (5xx, timeouts, transport errors), any batch, that pause the
+# whole sender: one flaky answer is the batch's problem, three in a row are BigPanda's.
+CIRCUIT_THRESHOLD = 3
 
 
 def encode_batch(app_key: str, payloads: Sequence[bytes]) -> bytes:
@@ -85,6 +92,9 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._paused_until = 0.0
         self._auth_failures = 0
+        # Retriable failures in a row, whatever the batch; at CIRCUIT_THRESHOLD the sender pauses
+        # and then sends one batch at a time (a probe) until one succeeds.
+        self._failures = 0
         self._fresh = False
 
     # -- signals from the rest of the bridge --------------------------------------------------
@@ -129,7 +139,8 @@ class Dispatcher:
         if now < self._paused_until:
             return 0
         started = 0
-        while len(self._tasks) < self._max_in_flight:
+        room = 1 if self._failures >= CIRCUIT_THRESHOLD else self._max_in_flight
+        while len(self._tasks) < room:
             batch = self._next_batch(now)
             if not batch:
                 break
@@ -188,13 +199,18 @@ class Dispatcher:
 
     def _next_batch(self, now: float) -> list[PendingEvent]:
         """The oldest due events of one app key, at most `batch_size` and MAX_BATCH_BYTES."""
-        oldest = self._outbox.due(1, now=now, exclude=self._in_flight)
-        if not oldest:
+        next_due = self._outbox.next_due_at()
+        if next_due is None or next_due > now:
+            return []  # nothing due: skip the walk over a queue waiting out its backoff
+        due = self._outbox.due(self._batch_size, now=now, exclude=self._in_flight)
+        if not due:
             return []
-        app_key = oldest[0].app_key
-        due = self._outbox.due(
-            self._batch_size, now=now, exclude=self._in_flight, app_key=app_key
-        )
+        app_key = due[0].app_key
+        if any(e.app_key != app_key for e in due):
+            # Mixed app keys: the oldest event's key decides, and the batch is filled with it.
+            due = self._outbox.due(
+                self._batch_size, now=now, exclude=self._in_flight, app_key=app_key
+            )
         batch: list[PendingEvent] = []
         size = 64 + len(app_key)
         for event in due:
@@ -236,6 +252,9 @@ class Dispatcher:
             self._on_retriable(batch, exc)
             return
         self._auth_failures = 0
+        if self._failures >= CIRCUIT_THRESHOLD:
+            log.info("bigpanda.recovered", failures=self._failures)
+        self._failures = 0
         if self._health.bigpanda_refused:
             log.info("bigpanda.credentials_accepted")
         self._health.bigpanda_refused = None
@@ -258,9 +277,11 @@ class Dispatcher:
         log.debug("batch.delivered", events=len(batch), status=accepted.status, app_key=app_key)
 
     def count_delivered(self, events: Sequence[tuple[str, float]], now: float) -> None:
-        for status, event_time in events:
-            self._metrics.events_sent.labels(status=status).inc()
-            self._metrics.delivery_latency.observe(max(0.0, now - event_time))
+        for status, n in Counter(status for status, _ in events).items():
+            self._metrics.events_sent.labels(status=status).inc(n)
+        observe = self._metrics.delivery_latency.observe
+        for _, event_time in events:
+            observe(max(0.0, now - event_time))
 
     def _on_retriable(self, batch: list[PendingEvent], exc: BridgeError) -> None:
         retry_after = getattr(exc, "retry_after", None)
@@ -271,7 +292,24 @@ class Dispatcher:
             pause = self._policy.delay(min(e.attempts for e in batch), retry_after)
             self._paused_until = max(self._paused_until, self._clock() + pause)
             log.warning("bigpanda.rate_limited", pause_seconds=round(pause, 3), status=status)
+        elif (failures := self._failures + 1) >= CIRCUIT_THRESHOLD:
+            self._failures = failures
+            # Backoff grows with each failed probe (capped by retry.max_backoff), jittered over
+            # its upper half: a pause near zero would be no pause at all.
+            attempt = failures - CIRCUIT_THRESHOLD
+            ceiling = min(
+                self._policy.max_backoff, self._policy.initial_backoff * 2 ** min(attempt, 30)
+            )
+            pause = max(self._policy.delay(attempt, retry_after), ceiling / 2)
+            self._paused_until = max(self._paused_until, self._clock() + pause)
+            fields = {"pause_seconds": round(pause, 3), "status": status,
+                      "consecutive_failures": failures, "error": str(exc)[:300]}
+            if failures == CIRCUIT_THRESHOLD:
+                log.warning("bigpanda.unavailable", **fields)
+            else:
+                log.debug("bigpanda.still_unavailable", **fields)
         else:
+            self._failures = failures
             log.warning(
                 "batch.failed", events=len(batch), status=status, error=str(exc)[:300],
                 will_retry=True,

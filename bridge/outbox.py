@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS events (
     done_at         REAL
 );
 CREATE INDEX IF NOT EXISTS events_due ON events (state, next_attempt_at, id);
+CREATE INDEX IF NOT EXISTS events_pending ON events (state, id, next_attempt_at);
 CREATE INDEX IF NOT EXISTS events_job ON events (job_id) WHERE job_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_alert ON events (alert_id, id);
 CREATE TABLE IF NOT EXISTS tracked (
@@ -394,9 +395,13 @@ class Outbox:
         in a job), so a `resolved` can never overtake the `critical` it resolves.
         """
         excluded = sorted(set(exclude))
+        # Walked in id order (events_pending), the scan stops at `limit` due events: the checks
+        # below run on those few rows only. Through events_due it would check *every* due row,
+        # then sort them: 50 ms per batch with 15,000 events queued during a catch-up.
         sql = (
             "SELECT id, alert_id, kind, bp_status, app_key, payload, event_time, attempts,"
-            " first_failed_at FROM events WHERE state = ? AND next_attempt_at <= ?"
+            " first_failed_at FROM events INDEXED BY events_pending"
+            " WHERE state = ? AND next_attempt_at <= ?"
             " AND NOT EXISTS (SELECT 1 FROM events AS earlier WHERE earlier.alert_id ="
             " events.alert_id AND earlier.id < events.id AND earlier.state IN (?, ?))"
         )
@@ -426,10 +431,10 @@ class Outbox:
     def mark_sent(self, ids: Sequence[int], *, now: float | None = None) -> None:
         now = time.time() if now is None else now
         with self._tx() as conn:
-            conn.executemany(
+            conn.execute(
                 "UPDATE events SET state = ?, done_at = ?, job_id = NULL, last_error = NULL"
-                " WHERE id = ? AND state IN (?, ?)",
-                [(SENT, now, i, PENDING, IN_JOB) for i in ids],
+                " WHERE id IN (SELECT value FROM json_each(?)) AND state IN (?, ?)",
+                (SENT, now, json.dumps(list(ids)), PENDING, IN_JOB),
             )
 
     def mark_retry(

@@ -293,6 +293,35 @@ class TestConcurrency:
             assert retry.at - failed.at < 0.5
 
 
+class TestCircuit:
+    """Repeated 5xx / transport failures pause the whole sender, which then probes with one batch
+    at a time: an outage costs a few requests, not one per queued batch per backoff."""
+
+    async def test_outage_posts_stay_bounded(self, make_setup) -> None:
+        async with make_setup(batch_size=10, max_in_flight=2) as s:
+            s.add(500)  # 50 batches, each of which would retry on its own every <= 0.2 s
+            s.sim.outage(1.5)
+            async with s.running():
+                await wait_until(all_sent(s, 500), 10, what="delivery after the outage")
+            failed = [p for p in s.posts() if p.status == 503]
+            # 1.5 s of outage at pauses of >= 0.1 s (max_backoff 0.2 s, halved): ~15 probes,
+            # plus the batches in flight when it opened. Without the circuit: hundreds.
+            assert len(failed) <= 30, len(failed)
+            assert s.delivered() == 500
+            assert s.sim.duplicates == 0
+            assert s.dispatcher.paused_for(time.time()) == 0.0
+
+    async def test_one_failure_does_not_pause(self, make_setup) -> None:
+        """A single 500 is retried on the batch's own backoff; the others keep flowing."""
+        async with make_setup(batch_size=5, max_in_flight=2) as s:
+            s.add(20)
+            s.sim.script("500")
+            async with s.running():
+                await wait_until(all_sent(s, 20), 5, what="delivery")
+            assert s.dispatcher._failures == 0
+            assert [p.status for p in s.posts()].count(500) == 1
+
+
 class TestShutdown:
     """Stopping gives in-flight batches a grace period, then cancels them losing nothing."""
 
