@@ -13,8 +13,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import orjson
 import structlog
@@ -27,6 +28,8 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 2
 
 log = structlog.get_logger("bridge.cli")
+
+T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,7 +172,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _configure_logs(settings)
-    return asyncio.run(_run_service(settings))
+    return run_loop(_run_service(settings))
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(main)`, on uvloop when it is installed: the same program, with the event
+    loop, sockets and callbacks in C (less CPU per alert on the service's hot path)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 async def _run_service(settings) -> int:
@@ -205,7 +219,7 @@ def cmd_once(args: argparse.Namespace) -> int:
         async with Bridge(settings) as bridge:
             return await bridge.once(timeout=args.timeout)
 
-    return EXIT_OK if asyncio.run(go()) else EXIT_FAILED
+    return EXIT_OK if run_loop(go()) else EXIT_FAILED
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -222,7 +236,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         async with Bridge(settings) as bridge:
             return await bridge.backfill(since, until, timeout=args.timeout)
 
-    return EXIT_OK if asyncio.run(go()) else EXIT_FAILED
+    return EXIT_OK if run_loop(go()) else EXIT_FAILED
 
 
 def cmd_health(args: argparse.Namespace) -> int:

@@ -410,10 +410,13 @@ def iso_utc(moment: datetime | None) -> str | None:
     """RFC3339 in UTC with `Z`, the fraction only when there is one (trailing zeros trimmed)."""
     if moment is None:
         return None
-    if moment.utcoffset() != _ZERO:
-        moment = moment.astimezone(UTC)
     # isoformat is C: `2026-11-20T14:03:05.902000+00:00`, the fraction left out when zero.
-    text = moment.replace(tzinfo=None).isoformat()
+    if moment.tzinfo is UTC:  # what bridge.timeutil hands out: cut the `+00:00`
+        text = moment.isoformat()[:-6]
+    else:
+        if moment.utcoffset() != _ZERO:
+            moment = moment.astimezone(UTC)
+        text = moment.replace(tzinfo=None).isoformat()
     if moment.microsecond:
         text = text.rstrip("0")
     return text + "Z"

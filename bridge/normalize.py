@@ -128,7 +128,7 @@ def normalize(
     except (TypeError, ValueError) as exc:  # not a mapping at all
         return Invalid("malformed_alert", f"not a Panther alert object: {exc}"[:VALUE_MAX])
     try:
-        if not isinstance(detection, Mapping):
+        if detection.__class__ is not dict and not isinstance(detection, Mapping):
             detection = {}
         return _build(alert, kind, observed_at, detection, queries or (), rules)
     except Exception as exc:  # the stream must go on, whatever one alert holds
@@ -203,7 +203,9 @@ def _build(
     put(payload, "last_event_at", iso_utc(alert.last_received_event_at))
     put(payload, "runbook", alert.runbook or _text(detection.get("runbook")))
     put(payload, "reference", alert.reference or _text(detection.get("reference")))
-    named = [q for q in queries if isinstance(q, Mapping)] if queries else None
+    named = (
+        [q for q in queries if q.__class__ is dict or isinstance(q, Mapping)] if queries else None
+    )
     if detection:
         payload.update(_detection_tags(detection, bool(named)))
     tags = TagSet(payload)
@@ -220,9 +222,14 @@ def _build(
         add("context_tags", alert.context_tags)
     for name, value in rules.extra_tags.items():
         tags.replace(name, value)
-    if rules.include_context and not rules.context.nothing and isinstance(alert.context, Mapping):
+    context = alert.context
+    if (
+        rules.include_context
+        and not rules.context.nothing
+        and (context.__class__ is dict or isinstance(context, Mapping))
+    ):
         context_filter = None if rules.context.everything else rules.context
-        _add_context(tags.items, "context", alert.context, 0, (), context_filter, CONTEXT_TAGS_MAX)
+        _add_context(tags.items, "context", context, 0, (), context_filter, CONTEXT_TAGS_MAX)
     return payload
 
 

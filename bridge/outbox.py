@@ -402,8 +402,11 @@ class Outbox:
             "SELECT id, alert_id, kind, bp_status, app_key, payload, event_time, attempts,"
             " first_failed_at FROM events INDEXED BY events_pending"
             " WHERE state = ? AND next_attempt_at <= ?"
-            " AND NOT EXISTS (SELECT 1 FROM events AS earlier WHERE earlier.alert_id ="
-            " events.alert_id AND earlier.id < events.id AND earlier.state IN (?, ?))"
+            # An alert's own event is the first of its events (status changes follow only
+            # forwarded alerts): only the later ones need the look back.
+            " AND (kind = 'alert' OR NOT EXISTS (SELECT 1 FROM events AS earlier"
+            " WHERE earlier.alert_id = events.alert_id AND earlier.id < events.id"
+            " AND earlier.state IN (?, ?)))"
         )
         args: list[object] = [PENDING, now, PENDING, IN_JOB]
         if app_key is not None:

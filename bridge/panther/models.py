@@ -18,19 +18,18 @@ from bridge.timeutil import parse_timestamp
 Timestamp = Annotated[datetime | None, BeforeValidator(parse_timestamp)]
 
 
-def _text_or_none(value: object) -> object:
-    """Numbers where text is expected are kept as text rather than rejected."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return value
-
-
-Text = Annotated[str | None, BeforeValidator(_text_or_none)]
+# Text fields: numbers where text is expected are kept as text rather than rejected
+# (`coerce_numbers_to_str` on the models, done inside pydantic-core: no Python call per field).
+Text = str | None
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        frozen=True,
+        coerce_numbers_to_str=True,
     )
 
 
@@ -51,9 +50,9 @@ class Actor(_Model):
 class Alert(_Model):
     """One Panther alert as listed by `GET /alerts` or read by `GET /alerts/{id}`."""
 
-    id: Annotated[str, BeforeValidator(_text_or_none), Field(min_length=1)]
-    type: Annotated[str, BeforeValidator(_text_or_none)]
-    status: Annotated[str, BeforeValidator(_text_or_none)]
+    id: Annotated[str, Field(min_length=1)]
+    type: str
+    status: str
     severity: Text = None
     title: Text = None
     description: Text = None
