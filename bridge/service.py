@@ -40,6 +40,8 @@ from bridge.status_sync import StatusSync, SyncResult
 log = structlog.get_logger("bridge.service")
 
 GAUGE_INTERVAL = 5.0
+# How often the WAL is checkpointed from a worker thread (see Outbox.checkpoint).
+CHECKPOINT_INTERVAL = 1.0
 PRUNE_AFTER = 7 * 86_400.0
 
 
@@ -300,6 +302,7 @@ class Bridge:
                     tg.create_task(self._deliver(stopping), name="dispatch"),
                     tg.create_task(self.jobs.run(stopping), name="jobs"),
                     tg.create_task(self._housekeeping(stopping), name="housekeeping"),
+                    tg.create_task(self._checkpoints(stopping), name="checkpoint"),
                     tg.create_task(self._sweep_loop(stopping), name="sweep"),
                     tg.create_task(self._sync_loop(stopping), name="status-sync"),
                 ]
@@ -387,6 +390,13 @@ class Bridge:
             self.outbox.prune(delivered_before=self.clock() - PRUNE_AFTER)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), GAUGE_INTERVAL)
+
+    async def _checkpoints(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), CHECKPOINT_INTERVAL)
+            if not stopping.is_set():
+                await asyncio.to_thread(self.outbox.checkpoint)
 
     def refresh_gauges(self) -> None:
         counts = self.outbox.counts()
