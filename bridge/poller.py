@@ -367,22 +367,25 @@ class Poller:
         valid: list[tuple[Mapping[str, Any], Alert]] = []
         newest: float | None = None
         for raw in results:
-            created = parse_timestamp(raw.get("createdAt"))
+            raw_id = raw.get("id")
+            created = None
+            if raw_id.__class__ is str and alert_key(raw_id) in known:
+                created = parse_timestamp(raw.get("createdAt"))
+            elif not accepts(raw):
+                result.filtered += 1
+                created = parse_timestamp(raw.get("createdAt"))
+            else:
+                try:
+                    alert = Alert.model_validate(raw)
+                except ValidationError as exc:
+                    rejected.append(_malformed(raw, exc, observed))
+                    created = parse_timestamp(raw.get("createdAt"))
+                else:
+                    valid.append((raw, alert))
+                    created = alert.created_at  # parsed by the model: not twice
             if created is not None:
                 ts = created.timestamp()
                 newest = ts if newest is None or ts > newest else newest
-            raw_id = raw.get("id")
-            if raw_id.__class__ is str and alert_key(raw_id) in known:
-                continue
-            if not accepts(raw):
-                result.filtered += 1
-                continue
-            try:
-                alert = Alert.model_validate(raw)
-            except ValidationError as exc:
-                rejected.append(_malformed(raw, exc, observed))
-                continue
-            valid.append((raw, alert))
         enrichment: Mapping[str, Enrichment] = {}
         if self._catalog is not None and valid:
             # A cache lookup + a bounded wait for the detections not cached yet.
