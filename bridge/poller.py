@@ -57,6 +57,8 @@ EPSILON = 1e-6
 # A backfill cuts its window into this many slices per concurrent pager, so that one busy slice
 # (an alert storm) does not leave the other pagers idle.
 SLICES_PER_PAGER = 4
+# Pages of a slice stored per transaction (catch-up, backfill): see `read_window`.
+PAGES_PER_COMMIT = 4
 # The head poll switches to concurrent slices when a full page's newest alert is further behind
 # now than this: well past what one poll interval accumulates, so steady polling never slices.
 CATCHUP_LAG = 120.0
@@ -75,6 +77,16 @@ def watermark_key(listing: str) -> str:
 def swept_key(listing: str) -> str:
     """The meta key holding the watermark the last late sweep of a listing reached."""
     return f"swept:{listing}"
+
+
+@dataclass(slots=True)
+class _PageWork:
+    """A page normalized and waiting to be stored."""
+
+    events: list[NewEvent]
+    rejected: list[Rejected]
+    track: list[TrackedAlert]
+    newest: float | None
 
 
 @dataclass
@@ -299,7 +311,8 @@ class Poller:
                 index, (start, end) = slices.pop()
                 result = PollResult()
                 newest = await self.read_window(
-                    start - EPSILON, end, advance_watermark=False, listing=listing, result=result
+                    start - EPSILON, end, advance_watermark=False, listing=listing,
+                    result=result, group=PAGES_PER_COMMIT,
                 )
                 total.add(result)
                 if slice_done is not None:
@@ -324,13 +337,19 @@ class Poller:
         advance_watermark: bool,
         listing: str = "ALERT",
         result: PollResult | None = None,
+        group: int = 1,
     ) -> float | None:
         """List [start, end) ascending and record every alert not yet recorded.
 
         Returns the newest `createdAt` read (None: the window was empty); counts go to `result`.
+        Without a watermark to move, `group` pages are stored per transaction: a slice's pages
+        need not be durable one by one (the watermark passes the slice only once it is complete),
+        and a commit costs per page it dirties, which a few pages share (random-key indexes).
         """
         result = PollResult() if result is None else result
         newest: float | None = None
+        if not advance_watermark and group > 1:
+            return await self._read_grouped(start, end, listing, result, group)
         async for page in self._client.iter_alert_pages(
             created_after=_dt(start),
             created_before=_dt(end) if end is not None else None,
@@ -345,6 +364,29 @@ class Poller:
                 newest = page_newest
         return newest
 
+    async def _read_grouped(
+        self, start: float, end: float | None, listing: str, result: PollResult, group: int
+    ) -> float | None:
+        newest: float | None = None
+        held: list[_PageWork] = []
+        async for page in self._client.iter_alert_pages(
+            created_after=_dt(start),
+            created_before=_dt(end) if end is not None else None,
+            alert_type=listing,
+            **self.filters.query(listing),
+        ):
+            result.pages += 1
+            work = await self._prepare(page.results, result)
+            if work.newest is not None and (newest is None or work.newest > newest):
+                newest = work.newest
+            held.append(work)
+            if len(held) >= group:
+                self._store(held, result, watermark=None, listing=listing)
+                held = []
+        if held:
+            self._store(held, result, watermark=None, listing=listing)
+        return newest
+
     async def ingest_page(
         self,
         results: list[dict[str, Any]],
@@ -354,7 +396,15 @@ class Poller:
         listing: str = "ALERT",
     ) -> float | None:
         """Validate, enrich and normalize the page's unseen alerts, and store them with the new
-        watermark, atomically. Returns the page's newest `createdAt` (None: no timestamps).
+        watermark, atomically. Returns the page's newest `createdAt` (None: no timestamps)."""
+        work = await self._prepare(results, result)
+        self._store(
+            [work], result, watermark=work.newest if advance_watermark else None, listing=listing
+        )
+        return work.newest
+
+    async def _prepare(self, results: list[dict[str, Any]], result: PollResult) -> _PageWork:
+        """The page's events, dead letters and tracked alerts, ready to store.
 
         Each alert is validated once: the `Alert` serves the catalog, the router and the
         normalizer alike.
@@ -404,14 +454,31 @@ class Poller:
             events.append(event)
             if tracked is not None:
                 track.append(tracked)
+        result.seen += len(results)
+        return _PageWork(events, rejected, track, newest)
+
+    def _store(
+        self,
+        works: Sequence[_PageWork],
+        result: PollResult,
+        *,
+        watermark: float | None,
+        listing: str,
+    ) -> None:
+        """Record prepared pages (and the watermark passing them) in one transaction."""
+        if len(works) == 1:
+            events, rejected, track = works[0].events, works[0].rejected, works[0].track
+        else:
+            events = [e for w in works for e in w.events]
+            rejected = [r for w in works for r in w.rejected]
+            track = [t for w in works for t in w.track]
         fresh = self._outbox.record(
             events,
-            watermark=newest if advance_watermark else None,
+            watermark=watermark,
             watermark_key=watermark_key(listing),
             rejected=rejected,
             track=track,
         )
-        result.seen += len(results)
         result.new_events += len(fresh)
         result.rejected += len(rejected)
         result.new_alert_ids.extend(e.alert_id for e in fresh)
@@ -424,13 +491,12 @@ class Poller:
             log.warning(
                 "alert.rejected", alert_id=rej.alert_id, reason=rej.reason, detail=rej.detail
             )
-        if advance_watermark and newest is not None:
-            result.watermark = newest
+        if watermark is not None:
+            result.watermark = watermark
             if listing == "ALERT":
                 current = self._outbox.watermark()
                 if current is not None:
                     self._metrics.watermark.set(current)
-        return newest
 
     def _count_dropped(self, dropped: Dropped) -> None:
         if dropped.alert_id in self._dropped_ids:
