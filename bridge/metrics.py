@@ -35,7 +35,8 @@ class Metrics:
 
         self.events_received = Counter(
             "bridge_events_received_total",
-            "Events taken from Panther into the outbox, by kind (alert, status_change).",
+            "Events taken from Panther into the outbox, by kind (alert, status_change, "
+            "event_count: only the eventCount grew, with mapping.forward_event_count).",
             ["kind"],
             registry=r,
         )
@@ -55,7 +56,7 @@ class Metrics:
         self.events_dropped = Counter(
             "bridge_events_dropped_total",
             "Alerts not sent on purpose, by reason (unrouted: no route and routing.unmatched "
-            "is drop; route: a route with drop: true).",
+            "is drop; route: a route with drop: true; filtered: panther.filters).",
             ["reason"],
             registry=r,
         )

@@ -423,6 +423,7 @@ class Poller:
                 created = parse_timestamp(raw.get("createdAt"))
             elif not accepts(raw):
                 result.filtered += 1
+                self._count_filtered(raw_id)
                 created = parse_timestamp(raw.get("createdAt"))
             else:
                 try:
@@ -498,12 +499,25 @@ class Poller:
                 if current is not None:
                     self._metrics.watermark.set(current)
 
-    def _count_dropped(self, dropped: Dropped) -> None:
-        if dropped.alert_id in self._dropped_ids:
+    def _count_filtered(self, alert_id: object) -> None:
+        """Alerts `panther.filters` excludes client-side: counted once each, logged at debug."""
+        if not isinstance(alert_id, str) or not self._first_drop(alert_id):
             return
+        self._metrics.events_dropped.labels(reason="filtered").inc()
+        log.debug("alert.filtered", alert_id=alert_id)
+
+    def _first_drop(self, alert_id: str) -> bool:
+        """True the first time an alert is dropped (overlap sweeps read it again)."""
+        if alert_id in self._dropped_ids:
+            return False
         if len(self._dropped_ids) >= 100_000:
             self._dropped_ids.pop(next(iter(self._dropped_ids)))
-        self._dropped_ids[dropped.alert_id] = None
+        self._dropped_ids[alert_id] = None
+        return True
+
+    def _count_dropped(self, dropped: Dropped) -> None:
+        if not self._first_drop(dropped.alert_id):
+            return
         self._metrics.events_dropped.labels(reason=dropped.reason).inc()
         log.info(
             "alert.dropped", alert_id=dropped.alert_id, route=dropped.route, reason=dropped.reason

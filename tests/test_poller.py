@@ -258,6 +258,12 @@ class TestFilters:
         assert params["log-type"] == ["AWS.CloudTrail"]
         assert "detection-id" not in params  # a glob: filtered here
         assert len(setup.recorded_ids()) == 4
+        # 3 AWS.Console (excluded) + 3 Okta (not AWS.*) were filtered here: counted once each,
+        # even when read again.
+        dropped = poller._metrics.events_dropped.labels(reason="filtered")
+        assert dropped._value.get() == 6
+        await poller.read_window(0, None, advance_watermark=False)
+        assert dropped._value.get() == 6
 
     def test_filter_rules(self) -> None:
         f = AlertFilter(detection_ids=("Okta.*", "AWS.CloudTrail.Root"),
