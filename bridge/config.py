@@ -814,6 +814,7 @@ def load_config(
 
     raw = _read_yaml(file)
     data, unresolved = _expand(raw, environ, file)
+    problems = _hoist_routes(data)
     try:
         env_source = _MappingEnvSource(Settings, environ)
         overridden = env_source()
@@ -822,7 +823,7 @@ def load_config(
 
     # A `${VAR}` under a key the environment overrides anyway does not matter.
     unresolved = [u for u in unresolved if not _has_path(overridden, u.loc)]
-    problems = [f"{_dotted(u.loc)}: {u.message}" for u in unresolved]
+    problems += [f"{_dotted(u.loc)}: {u.message}" for u in unresolved]
     token = _loading.set(_Loading(env=env_source, file=_YamlDataSource(Settings, data)))
     try:
         settings = Settings()
@@ -839,6 +840,22 @@ def load_config(
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+def _hoist_routes(data: Any) -> list[str]:
+    """Accept a top-level `routes:` list as `routing.routes` (the spelling issue 4 uses)."""
+    if not isinstance(data, dict) or "routes" not in data:
+        return []
+    routing = data.get("routing")
+    if routing is None:
+        routing = data["routing"] = {}
+    if not isinstance(routing, dict):
+        return []  # the routing section's own error says what is wrong
+    routes = data.pop("routes")
+    if "routes" in routing:
+        return ["routes: given both at the top level and as routing.routes: keep one of them"]
+    routing["routes"] = routes
+    return []
 
 
 def _has_path(data: Any, loc: tuple[str | int, ...]) -> bool:

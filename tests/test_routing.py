@@ -140,6 +140,23 @@ class TestConfig:
             load_config(path, environ={})
         assert any(p.startswith(expected) for p in caught.value.problems), caught.value.problems
 
+    def test_top_level_routes_are_routing_routes(self, tmp_path: Path) -> None:
+        path = tmp_path / "bridge.yaml"
+        base = {
+            "panther": {"api_url": "https://p.example", "api_token": "t"},
+            "bigpanda": {"api_token": "t", "app_key": "k"},
+        }
+        route = {"name": "soc", "severity": "HIGH", "app_key": "soc"}
+        path.write_text(yaml.safe_dump({**base, "routes": [route]}))
+        settings = load_config(path, environ={})
+        assert [r.app_key for r in settings.routing.routes] == ["soc"]
+        path.write_text(yaml.safe_dump({**base, "routes": [route], "routing": {"routes": []}}))
+        with pytest.raises(ConfigError) as caught:
+            load_config(path, environ={})
+        assert caught.value.problems == [
+            "routes: given both at the top level and as routing.routes: keep one of them"
+        ]
+
     def test_unmatched_values(self, tmp_path: Path) -> None:
         path = tmp_path / "bridge.yaml"
         path.write_text(
