@@ -45,6 +45,7 @@ __all__ = [
     "DESCRIPTION_MAX",
     "ELLIPSIS",
     "EVENT_ALERT",
+    "EVENT_EVENT_COUNT",
     "EVENT_STATUS_CHANGE",
     "VALUE_MAX",
     "BigPandaAlert",
@@ -78,6 +79,7 @@ _COMPACT_ITEMS = 64
 
 EVENT_ALERT = "alert"
 EVENT_STATUS_CHANGE = "status_change"
+EVENT_EVENT_COUNT = "event_count"  # only eventCount grew (mapping.forward_event_count)
 
 _RESERVED = RESERVED_KEYS
 
@@ -116,8 +118,9 @@ def normalize(
 ) -> BigPandaAlert | Invalid:
     """The BigPanda alert event for `alert`, or `Invalid` with the reason it cannot be one.
 
-    `kind` is `alert` (a new alert: stamped with its `createdAt`) or `status_change` (stamped with
-    `observed_at`, when the bridge saw the new status, since Panther keeps no update time).
+    `kind` is `alert` (a new alert: stamped with its `createdAt`), `status_change` or `event_count`
+    (stamped with `observed_at`, when the bridge saw the new status or count, since Panther keeps
+    no update time).
     `detection` and `queries` are the catalog objects behind the alert, when known (enrichment).
     """
     try:

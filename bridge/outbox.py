@@ -64,7 +64,8 @@ CREATE TABLE IF NOT EXISTS tracked (
     created_at    REAL NOT NULL,
     status        TEXT NOT NULL,
     transitions   INTEGER NOT NULL DEFAULT 0,
-    alert         BLOB NOT NULL
+    alert         BLOB NOT NULL,
+    event_count   INTEGER
 );
 CREATE INDEX IF NOT EXISTS tracked_created ON tracked (created_at);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -128,13 +129,18 @@ class Rejected:
 
 
 class TrackedAlert(NamedTuple):
-    """A forwarded, non-terminal Panther alert whose status changes the bridge still follows."""
+    """A forwarded Panther alert whose status changes the bridge still follows.
+
+    `alert` is the alert as first forwarded (routing decides on it); `event_count` is the
+    `eventCount` the bridge last forwarded (None: unknown, a row from before the column).
+    """
 
     alert_id: str
     created_at: float
     status: str
     transitions: int
     alert: bytes
+    event_count: int | None = None
 
 
 class PendingEvent(NamedTuple):
@@ -210,6 +216,7 @@ class Outbox:
             conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.executescript(_SCHEMA)
+            _migrate(conn)
             conn.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
@@ -337,11 +344,11 @@ class Outbox:
                     )
             for t in track:
                 conn.execute(
-                    "INSERT INTO tracked (alert_id, created_at, status, transitions, alert)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (alert_id) DO UPDATE SET"
+                    "INSERT INTO tracked (alert_id, created_at, status, transitions, alert,"
+                    " event_count) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (alert_id) DO UPDATE SET"
                     " status = excluded.status, transitions = excluded.transitions,"
-                    " alert = excluded.alert",
-                    (t.alert_id, t.created_at, t.status, t.transitions, t.alert),
+                    " alert = excluded.alert, event_count = excluded.event_count",
+                    (t.alert_id, t.created_at, t.status, t.transitions, t.alert, t.event_count),
                 )
             for alert_id in untrack:
                 conn.execute("DELETE FROM tracked WHERE alert_id = ?", (alert_id,))
@@ -383,7 +390,9 @@ class Outbox:
         return found
 
     def tracked(self, *, created_after: float | None = None) -> list[TrackedAlert]:
-        sql = "SELECT alert_id, created_at, status, transitions, alert FROM tracked"
+        sql = (
+            "SELECT alert_id, created_at, status, transitions, alert, event_count FROM tracked"
+        )
         args: tuple = ()
         if created_after is not None:
             sql += " WHERE created_at >= ?"
@@ -656,6 +665,13 @@ class Outbox:
         out["dead_letters"] = self._conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
         out["jobs"] = self._conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
         return out
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a state file written by an older bridge up to the current columns."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(tracked)")}
+    if "event_count" not in columns:  # before forward_event_count: the count is unknown (NULL)
+        conn.execute("ALTER TABLE tracked ADD COLUMN event_count INTEGER")
 
 
 def _lock(path: Path) -> int:

@@ -26,6 +26,18 @@ status and count are recorded in one transaction: a crash between listing and re
 the same keys again (no duplicate), and OPEN -> RESOLVED -> OPEN -> RESOLVED gives four distinct
 events. One sync emits at most one event per alert, and syncs run one after another, so the
 events of an alert are recorded, and hence delivered, in order.
+
+**Event count updates** (`mapping.forward_event_count: true`, off by default): a tracked alert
+whose `eventCount` grew since the bridge last forwarded it (the count stored in its tracked row,
+else the one in the alert as first forwarded) yields one `event_count` event: same
+incident_identifier and BigPanda status as its current Panther status, stamped with the
+observation time, tags refreshed (`event_count`, `last_event_at`, ...): BigPanda merges it into
+the alert as a tag update. Dedup key `<alert id>:event_count:<count>`, recorded in one transaction
+with the row's new count. A status change seen in the same sync carries the new count itself: it
+is the only event, and the row's count is updated with it. Seeing the counts of OPEN alerts takes
+the listing *without* the status filter: still one listing per alert type over the tracked window,
+but its pages grow with every alert created in the window (OPEN ones included), roughly one request
+per `panther.page_size` alerts of the window instead of one page for the few non-OPEN ones.
 """
 
 from __future__ import annotations
@@ -46,6 +58,7 @@ from bridge.catalog import Catalog
 from bridge.filters import AlertFilter, listing_of
 from bridge.metrics import Metrics
 from bridge.normalize import (
+    EVENT_EVENT_COUNT,
     EVENT_STATUS_CHANGE,
     Invalid,
     MappingRules,
@@ -70,6 +83,11 @@ def status_change_key(alert_id: str, transition: int, bp_status: str) -> str:
     return f"{alert_id}:status_change:{transition}:{bp_status}"
 
 
+def event_count_key(alert_id: str, count: int) -> str:
+    """Dedup key of the event that forwards an alert's grown `eventCount`."""
+    return f"{alert_id}:event_count:{count}"
+
+
 @dataclass
 class SyncResult:
     """What one sync did, for logs and tests."""
@@ -79,6 +97,7 @@ class SyncResult:
     pages: int = 0
     fetched: int = 0
     changes: int = 0
+    count_changes: int = 0
     new_events: int = 0
     gone: int = 0
 
@@ -124,12 +143,14 @@ class StatusSync:
         if not tracked:
             return result
 
+        # Counts of OPEN alerts too when they are forwarded: list every status (more pages).
+        statuses = () if self._rules.forward_event_count else LISTED_STATUSES
         groups: dict[str, list[TrackedAlert]] = defaultdict(list)
         for t in tracked:
             groups[_listing(t)].append(t)
         current: dict[str, dict[str, Any]] = {}  # alert id -> alert as Panther has it now
         for listing, members in groups.items():
-            current.update(await self._list_changed(listing, members, result))
+            current.update(await self._list_changed(listing, members, statuses, result))
 
         confirm = [t for t in tracked if t.alert_id not in current and t.status != "OPEN"]
         gone: list[str] = []
@@ -149,23 +170,40 @@ class StatusSync:
             if t.alert_id in current
             and str(current[t.alert_id].get("status") or "").upper() not in ("", t.status)
         ]
+        counted: list[tuple[TrackedAlert, dict[str, Any], int]] = []
+        if self._rules.forward_event_count:
+            # A status change carries the new count itself: only the others are looked at.
+            status_changed = {t.alert_id for t, _ in changed}
+            for t in tracked:
+                raw = current.get(t.alert_id)
+                if raw is None or t.alert_id in status_changed:
+                    continue
+                count = _count(raw)
+                last = _last_count(t)
+                if count is not None and (last is None or count > last):
+                    counted.append((t, raw, count))
         result.changes = len(changed)
+        result.count_changes = len(counted)
         result.gone = len(gone)
-        if changed or gone:
-            result.new_events = await self._record(changed, gone, now)
+        if changed or counted or gone:
+            result.new_events = await self._record(changed, counted, gone, now)
         return result
 
     async def _list_changed(
-        self, listing: str, members: Sequence[TrackedAlert], result: SyncResult
+        self,
+        listing: str,
+        members: Sequence[TrackedAlert],
+        statuses: Sequence[str],
+        result: SyncResult,
     ) -> dict[str, dict[str, Any]]:
-        """The tracked alerts of one listing found by the status-filtered listing."""
+        """The tracked alerts of one listing found by the (status-filtered) listing."""
         wanted = {t.alert_id for t in members}
         oldest = min(t.created_at for t in members)
         found: dict[str, dict[str, Any]] = {}
         async for page in self._client.iter_alert_pages(
             created_after=datetime.fromtimestamp(oldest - EPSILON, tz=UTC),
             alert_type=listing,
-            statuses=LISTED_STATUSES,
+            statuses=statuses,
             **self._filters.query(listing),
         ):
             result.pages += 1
@@ -187,16 +225,20 @@ class StatusSync:
     async def _record(
         self,
         changed: Sequence[tuple[TrackedAlert, dict[str, Any]]],
+        counted: Sequence[tuple[TrackedAlert, dict[str, Any], int]],
         gone: Sequence[str],
         now: float,
     ) -> int:
         # A status change goes where the alert went: the app key its first event was sent to
         # (a route on status or log type must not split one BigPanda alert across integrations).
-        first_keys = self._outbox.app_keys_of(alert_key(t.alert_id) for t, _ in changed)
+        first_keys = self._outbox.app_keys_of(
+            [alert_key(t.alert_id) for t, _ in changed]
+            + [alert_key(t.alert_id) for t, _, _ in counted]
+        )
         enrichment = {}
         if self._catalog is not None:
             alerts = []
-            for _, raw in changed:
+            for raw in [raw for _, raw in changed] + [raw for _, raw, _ in counted]:
                 try:
                     alerts.append(Alert.model_validate(raw))
                 except ValidationError:
@@ -209,15 +251,30 @@ class StatusSync:
             transition = tracked.transitions + 1
             new_status = str(raw.get("status")).upper()
             original = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
+            count = _count(raw)
             track.append(
                 # The row keeps the alert as first forwarded: its route decides the tags of
                 # every later change, so one BigPanda alert keeps one set of route tags.
                 TrackedAlert(
-                    tracked.alert_id, tracked.created_at, new_status, transition, tracked.alert
+                    tracked.alert_id,
+                    tracked.created_at,
+                    new_status,
+                    transition,
+                    tracked.alert,
+                    count if count is not None else tracked.event_count,
                 )
             )
             app_key = first_keys.get(alert_key(tracked.alert_id))
-            outcome = self._event(raw, tracked, transition, now, enrichment, original, app_key)
+            outcome = self._event(
+                raw,
+                tracked,
+                EVENT_STATUS_CHANGE,
+                lambda bp, i=tracked.alert_id, n=transition: status_change_key(i, n, bp),
+                now,
+                enrichment,
+                original,
+                app_key,
+            )
             if isinstance(outcome, Rejected):
                 rejected.append(outcome)
             else:
@@ -229,13 +286,39 @@ class StatusSync:
                 status_to=new_status,
                 transition=transition,
             )
+        for tracked, raw, count in counted:
+            # Same status, same transitions, same first-forwarded alert: only the count moves.
+            track.append(tracked._replace(event_count=count))
+            app_key = first_keys.get(alert_key(tracked.alert_id))
+            key = event_count_key(tracked.alert_id, count)
+            outcome = self._event(
+                raw,
+                tracked,
+                EVENT_EVENT_COUNT,
+                lambda _bp, k=key: k,
+                now,
+                enrichment,
+                orjson.dumps(raw, option=orjson.OPT_SORT_KEYS),
+                app_key,
+            )
+            if isinstance(outcome, Rejected):
+                rejected.append(outcome)
+            else:
+                events.append(outcome)
+            log.info(
+                "alert.event_count_changed",
+                alert_id=tracked.alert_id,
+                event_count_from=_last_count(tracked),
+                event_count_to=count,
+            )
         fresh = self._outbox.record(events, rejected=rejected, track=track, untrack=gone)
         # A rejected event was received too (it went straight to dead letters), so that
         # received = sent + pending + dead-lettered holds for operators reading the metrics.
-        if fresh or rejected:
-            self._metrics.events_received.labels(kind=EVENT_STATUS_CHANGE).inc(
-                len(fresh) + len(rejected)
-            )
+        received: dict[str, int] = defaultdict(int)
+        for item in (*fresh, *rejected):
+            received[item.kind] += 1
+        for kind, n in received.items():
+            self._metrics.events_received.labels(kind=kind).inc(n)
         for rej in rejected:
             self._metrics.events_dead_lettered.labels(reason=rej.reason).inc()
             log.warning(
@@ -252,17 +335,20 @@ class StatusSync:
         self,
         raw: dict[str, Any],
         tracked: TrackedAlert,
-        transition: int,
+        kind: str,
+        key_for: Callable[[str], str],
         now: float,
         enrichment: dict[str, Any],
         original: bytes,
         app_key: str | None,
     ) -> NewEvent | Rejected:
+        """The event of one change; `key_for(bp_status)` is its dedup key ("invalid" if none)."""
+
         def rejected(reason: str, detail: str) -> Rejected:
             return Rejected(
-                dedup_key=status_change_key(tracked.alert_id, transition, "invalid"),
+                dedup_key=key_for("invalid"),
                 alert_id=tracked.alert_id,
-                kind=EVENT_STATUS_CHANGE,
+                kind=kind,
                 reason=reason,
                 detail=detail,
                 original=original,
@@ -281,7 +367,7 @@ class StatusSync:
                 rules = route.rules
         outcome = normalize(
             alert,
-            kind=EVENT_STATUS_CHANGE,
+            kind=kind,
             observed_at=int(now),
             detection=detection,
             queries=queries,
@@ -290,9 +376,9 @@ class StatusSync:
         if isinstance(outcome, Invalid):
             return rejected(outcome.reason, outcome.detail)
         return NewEvent(
-            dedup_key=status_change_key(alert.id, transition, outcome["status"]),
+            dedup_key=key_for(outcome["status"]),
             alert_id=alert.id,
-            kind=EVENT_STATUS_CHANGE,
+            kind=kind,
             bp_status=outcome["status"],
             app_key=app_key or self._app_key_for(alert) or "",
             payload=orjson.dumps(outcome),
@@ -306,6 +392,22 @@ def _first_seen(tracked: TrackedAlert, current: Alert) -> Alert:
         return Alert.model_validate_json(tracked.alert)
     except ValidationError:
         return current
+
+
+def _count(raw: Any) -> int | None:
+    """An alert's `eventCount` when it is a count (an int, not a bool), else None."""
+    value = raw.get("eventCount") if isinstance(raw, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _last_count(tracked: TrackedAlert) -> int | None:
+    """The eventCount last forwarded: the row's, else the alert's as first forwarded."""
+    if tracked.event_count is not None:
+        return tracked.event_count
+    try:
+        return _count(orjson.loads(tracked.alert))
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _listing(tracked: TrackedAlert) -> str:

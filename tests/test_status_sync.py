@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -10,15 +11,17 @@ import orjson
 import pytest
 from harness import Rig, make_rig, metric, running, wait_until
 
+from bridge.outbox import Outbox
 from bridge.service import Bridge
-from bridge.status_sync import status_change_key
+from bridge.status_sync import event_count_key, status_change_key
 
 
-def sync_settings(rig: Rig, **panther: Any) -> Any:
+def sync_settings(rig: Rig, mapping: dict[str, Any] | None = None, **panther: Any) -> Any:
     return rig.settings(
         panther={"status_sync_interval": 60, **panther},
         bigpanda={"batch_size": 200},
         catalog={"enabled": False},
+        **({"mapping": mapping} if mapping else {}),
     )
 
 
@@ -215,3 +218,148 @@ class TestFallbackAndExpiry:
                 assert metric(bridge, "bridge_tracked_alerts") == 2
                 row = bridge.outbox.tracked()[0]
                 assert orjson.loads(row.alert)["id"] == row.alert_id
+
+
+def sent_alerts(rig: Rig, alert_id: str) -> list[dict[str, Any]]:
+    return [
+        a.alert
+        for a in rig.bigpanda.accepted
+        if a.alert.get("incident_identifier") == f"panther-{alert_id}"
+    ]
+
+
+def all_events(bridge: Bridge) -> list[tuple[str, str, str, str]]:
+    rows = bridge.outbox._conn.execute(  # test-only peek
+        "SELECT alert_id, kind, dedup_key, bp_status FROM events ORDER BY id"
+    ).fetchall()
+    return [tuple(r) for r in rows]
+
+
+class TestEventCount:
+    """mapping.forward_event_count: a grown eventCount is one tag update, same identity/status."""
+
+    async def test_flag_off_sends_nothing_and_costs_the_same(self, tmp_path: Path) -> None:
+        async with make_rig(tmp_path) as rig:
+            alerts = rig.panther.generate(30, spacing=1.0)
+            async with Bridge(sync_settings(rig)) as bridge:
+                await bridge.poll_cycle()
+                assert await bridge.drain(timeout=5)
+                sent = len(rig.bigpanda.accepted)
+                rig.panther.alerts[alerts[3]["id"]]["eventCount"] = 999
+                before = len(rig.panther.requests)
+                result = await bridge.sync_cycle()
+                assert len(rig.panther.requests) - before == 1
+                listing = rig.panther.requests[-1]
+                assert sorted(v for k, v in listing.query if k == "status") == [
+                    "CLOSED", "RESOLVED", "TRIAGED"
+                ]
+                assert result.new_events == 0 and result.count_changes == 0
+                assert await bridge.drain(timeout=5)
+                assert len(rig.bigpanda.accepted) == sent
+                assert [e[1] for e in all_events(bridge)] == ["alert"] * 30
+
+    async def test_grown_count_is_one_update_delivered_once(self, tmp_path: Path) -> None:
+        async with make_rig(tmp_path) as rig:
+            (alert,) = rig.panther.generate(1, spacing=1.0, severity="HIGH")
+            rig.panther.generate(20, spacing=1.0)  # bystanders whose counts never change
+            alert_id = alert["id"]
+            offset = [0.0]
+            clock = lambda: time.time() + offset[0]  # noqa: E731
+            settings = sync_settings(rig, mapping={"forward_event_count": True})
+            async with Bridge(settings, clock=clock) as bridge:
+                await bridge.poll_cycle()
+                assert await bridge.drain(timeout=5)
+                first_count = rig.panther.alerts[alert_id]["eventCount"]
+                new_count = first_count + 7
+                rig.panther.alerts[alert_id]["eventCount"] = new_count
+                offset[0] += 30
+
+                before = len(rig.panther.requests)
+                result = await bridge.sync_cycle()
+                requests = rig.panther.requests[before:]
+                assert [r.path for r in requests] == ["/alerts"]  # one listing, no GET
+                assert not [v for k, v in requests[0].query if k == "status"]  # every status
+                assert result.count_changes == 1 and result.changes == 0
+                assert result.new_events == 1
+                assert await bridge.drain(timeout=5)
+                first, update = sent_alerts(rig, alert_id)
+                assert update["incident_identifier"] == first["incident_identifier"]
+                assert update["status"] == first["status"] == "critical"
+                assert update["panther_status"] == "OPEN"
+                assert first["event_count"] == first_count
+                assert update["event_count"] == new_count
+                assert isinstance(update["timestamp"], int)
+                assert update["timestamp"] >= first["timestamp"] + 29
+                events = [e for e in all_events(bridge) if e[1] == "event_count"]
+                assert events == [
+                    (alert_id, "event_count", event_count_key(alert_id, new_count), "critical")
+                ]
+                assert metric(bridge, "bridge_events_received_total", kind="event_count") == 1
+                tracked = {t.alert_id: t for t in bridge.outbox.tracked()}
+                assert tracked[alert_id].event_count == new_count
+                assert tracked[alert_id].status == "OPEN"
+                assert tracked[alert_id].transitions == 0
+                assert orjson.loads(tracked[alert_id].alert)["eventCount"] == first_count
+
+                # Nothing changed since: one listing, no event, nothing sent again.
+                sent = len(rig.bigpanda.accepted)
+                again = await bridge.sync_cycle()
+                assert again.new_events == 0 and again.count_changes == 0
+                assert await bridge.drain(timeout=5)
+                assert len(rig.bigpanda.accepted) == sent == 22
+
+    async def test_status_and_count_together_are_one_event(self, tmp_path: Path) -> None:
+        async with make_rig(tmp_path) as rig:
+            alerts = rig.panther.generate(3, spacing=1.0, severity="MEDIUM")
+            alert_id = alerts[1]["id"]
+            settings = sync_settings(rig, mapping={"forward_event_count": True})
+            async with Bridge(settings) as bridge:
+                await bridge.poll_cycle()
+                assert await bridge.drain(timeout=5)
+                new_count = rig.panther.alerts[alert_id]["eventCount"] + 5
+                rig.panther.set_status(alert_id, "TRIAGED")
+                rig.panther.alerts[alert_id]["eventCount"] = new_count
+                result = await bridge.sync_cycle()
+                assert result.changes == 1 and result.count_changes == 0
+                assert result.new_events == 1
+                assert [e for e in all_events(bridge) if e[1] != "alert"] == [
+                    (
+                        alert_id,
+                        "status_change",
+                        status_change_key(alert_id, 1, "acknowledged"),
+                        "acknowledged",
+                    )
+                ]
+                tracked = {t.alert_id: t for t in bridge.outbox.tracked()}
+                assert tracked[alert_id].event_count == new_count
+                assert (await bridge.sync_cycle()).new_events == 0
+                assert await bridge.drain(timeout=5)
+                first, change = sent_alerts(rig, alert_id)
+                assert change["incident_identifier"] == first["incident_identifier"]
+                assert change["status"] == "acknowledged"
+                assert change["event_count"] == new_count
+
+    def test_old_state_file_gains_the_column(self, tmp_path: Path) -> None:
+        path = tmp_path / "old.db"
+        conn = sqlite3.connect(path)
+        conn.execute(
+            "CREATE TABLE tracked (alert_id TEXT PRIMARY KEY, created_at REAL NOT NULL,"
+            " status TEXT NOT NULL, transitions INTEGER NOT NULL DEFAULT 0,"
+            " alert BLOB NOT NULL)"
+        )
+        conn.execute("INSERT INTO tracked VALUES ('a', 1.0, 'OPEN', 0, '{\"eventCount\": 3}')")
+        conn.commit()
+        conn.close()
+        outbox = Outbox.open(path)
+        try:
+            (row,) = outbox.tracked()
+            assert row.alert_id == "a" and row.event_count is None
+            outbox.record([], track=[row._replace(event_count=4)])
+            assert outbox.tracked()[0].event_count == 4
+        finally:
+            outbox.close()
+        outbox = Outbox.open(path)  # opening again: the column is there, nothing to add
+        try:
+            assert outbox.tracked()[0].event_count == 4
+        finally:
+            outbox.close()
