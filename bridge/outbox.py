@@ -131,7 +131,9 @@ class Rejected:
 class TrackedAlert(NamedTuple):
     """A forwarded Panther alert whose status changes the bridge still follows.
 
-    `alert` is the alert as first forwarded (routing decides on it); `event_count` is the
+    `alert` is the alert as first forwarded (routing decides on it), as JSON: the fields the
+    status sync reads (id, type, status, severity, createdAt, eventCount, detection), or the
+    whole alert in rows written by older bridges; `event_count` is the
     `eventCount` the bridge last forwarded (None: unknown, a row from before the column).
     """
 
