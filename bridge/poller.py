@@ -58,7 +58,7 @@ EPSILON = 1e-6
 # (an alert storm) does not leave the other pagers idle.
 SLICES_PER_PAGER = 4
 # Pages of a slice stored per transaction (catch-up, backfill): see `read_window`.
-PAGES_PER_COMMIT = 4
+PAGES_PER_COMMIT = 8
 # The head poll switches to concurrent slices when a full page's newest alert is further behind
 # now than this: well past what one poll interval accumulates, so steady polling never slices.
 CATCHUP_LAG = 120.0
