@@ -106,7 +106,7 @@ class TestCache:
         # Now considered down: no further fetch, no wait.
         started = time.monotonic()
         await fx.catalog.enrich([alert("Other.Policy", "POLICY")])
-        assert time.monotonic() - started < 0.1
+        assert time.monotonic() - started < 0.5
         assert fx.count("/policies/Other.Policy") == 0
         assert fx.metrics.registry.get_sample_value(
             "bridge_catalog_errors_total", {"reason": "unavailable"}
