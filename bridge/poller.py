@@ -69,6 +69,28 @@ def alert_key(alert_id: str) -> str:
     return f"{alert_id}:alert"
 
 
+def count_intake(
+    metrics: Metrics,
+    fresh: Sequence[NewEvent],
+    rejected: Sequence[Rejected],
+    *,
+    rejected_event: str,
+) -> None:
+    """Count what one intake transaction recorded, by event kind, and log what it rejected.
+
+    A rejected event was received too (it went straight to dead letters), so that
+    received = sent + pending + dead-lettered holds for operators reading the metrics.
+    """
+    received: dict[str, int] = {}
+    for item in (*fresh, *rejected):
+        received[item.kind] = received.get(item.kind, 0) + 1
+    for kind, n in received.items():
+        metrics.events_received.labels(kind=kind).inc(n)
+    for rej in rejected:
+        metrics.events_dead_lettered.labels(reason=rej.reason).inc()
+        log.warning(rejected_event, alert_id=rej.alert_id, reason=rej.reason, detail=rej.detail)
+
+
 def watermark_key(listing: str) -> str:
     """The outbox meta key of a listing's watermark (`watermark` stays the ALERT listing's)."""
     return "watermark" if listing == "ALERT" else f"watermark:{listing}"
@@ -483,15 +505,7 @@ class Poller:
         result.new_events += len(fresh)
         result.rejected += len(rejected)
         result.new_alert_ids.extend(e.alert_id for e in fresh)
-        # A rejected event was received too (it went straight to dead letters), so that
-        # received = sent + pending + dead-lettered holds for operators reading the metrics.
-        if fresh or rejected:
-            self._metrics.events_received.labels(kind=EVENT_ALERT).inc(len(fresh) + len(rejected))
-        for rej in rejected:
-            self._metrics.events_dead_lettered.labels(reason=rej.reason).inc()
-            log.warning(
-                "alert.rejected", alert_id=rej.alert_id, reason=rej.reason, detail=rej.detail
-            )
+        count_intake(self._metrics, fresh, rejected, rejected_event="alert.rejected")
         if watermark is not None:
             result.watermark = watermark
             if listing == "ALERT":

@@ -68,7 +68,7 @@ from bridge.normalize import (
 from bridge.outbox import NewEvent, Outbox, Rejected, TrackedAlert
 from bridge.panther.client import PantherClient
 from bridge.panther.models import Alert
-from bridge.poller import alert_key
+from bridge.poller import alert_key, count_intake
 from bridge.routing import Router
 
 log = structlog.get_logger("bridge.status_sync")
@@ -312,21 +312,7 @@ class StatusSync:
                 event_count_to=count,
             )
         fresh = self._outbox.record(events, rejected=rejected, track=track, untrack=gone)
-        # A rejected event was received too (it went straight to dead letters), so that
-        # received = sent + pending + dead-lettered holds for operators reading the metrics.
-        received: dict[str, int] = defaultdict(int)
-        for item in (*fresh, *rejected):
-            received[item.kind] += 1
-        for kind, n in received.items():
-            self._metrics.events_received.labels(kind=kind).inc(n)
-        for rej in rejected:
-            self._metrics.events_dead_lettered.labels(reason=rej.reason).inc()
-            log.warning(
-                "status_change.rejected",
-                alert_id=rej.alert_id,
-                reason=rej.reason,
-                detail=rej.detail,
-            )
+        count_intake(self._metrics, fresh, rejected, rejected_event="status_change.rejected")
         for alert_id in gone:
             log.info("alert.untracked", alert_id=alert_id, reason="not_found")
         return len(fresh)
