@@ -36,7 +36,7 @@ import orjson
 import structlog
 
 from bridge.bigpanda.client import BigPandaClient
-from bridge.errors import ApiError, AuthError, BridgeError, RateLimitedError
+from bridge.errors import ApiError, AuthError, BridgeError, RateLimitedError, retry_reason
 from bridge.health import Health
 from bridge.metrics import Metrics
 from bridge.outbox import Outbox, PendingEvent
@@ -286,7 +286,7 @@ class Dispatcher:
     def _on_retriable(self, batch: list[PendingEvent], exc: BridgeError) -> None:
         retry_after = getattr(exc, "retry_after", None)
         status = getattr(exc, "status", 0)
-        reason = _retry_reason(exc)
+        reason = retry_reason(exc)
         self._metrics.retries.labels(target="bigpanda", reason=reason).inc()
         if isinstance(exc, RateLimitedError):
             pause = self._policy.delay(min(e.attempts for e in batch), retry_after)
@@ -454,20 +454,3 @@ class JobTracker:
         self._metrics.jobs.labels(result=result).inc()
         log.warning(f"job.{result}", job=job_id, events=len(ids), error=error)
         self._dispatcher.wake()
-
-
-def _retry_reason(exc: BridgeError) -> str:
-    """A bounded metric label for why a request is retried."""
-    status = getattr(exc, "status", 0)
-    if status == 429:
-        return "rate_limited"
-    if status == 408:
-        return "timeout"
-    if status >= 500:
-        return "server_error"
-    name = type(exc).__name__
-    if name == "TransportError":
-        return "transport"
-    if name == "BadResponseError":
-        return "bad_response"
-    return "other"

@@ -63,6 +63,10 @@ class TransportError(RetriableApiError):
     """No usable response at all: connection refused or reset, timeout, TLS failure."""
 
 
+class RequestTimeoutError(TransportError):
+    """No complete response within the configured timeout."""
+
+
 class BadResponseError(RetriableApiError):
     """A response that is not what the API documents (HTML from a proxy, invalid JSON, ...)."""
 
@@ -88,3 +92,21 @@ def error_for_status(
     if status == 408 or (status >= 500 and status != 501):
         return RetriableApiError(message, **kwargs)
     return PermanentApiError(message, **kwargs)
+
+
+def retry_reason(exc: BaseException) -> str:
+    """The bounded `bridge_retries_total{reason}` label for a failed request, by exception type."""
+    if isinstance(exc, AuthError):
+        return "unauthorized"
+    status = getattr(exc, "status", 0)
+    if status == 429:
+        return "rate_limited"
+    if status == 408 or isinstance(exc, RequestTimeoutError):
+        return "timeout"
+    if status >= 500:
+        return "server_error"
+    if isinstance(exc, TransportError):
+        return "transport"
+    if isinstance(exc, BadResponseError):
+        return "bad_response"
+    return "other"

@@ -19,7 +19,14 @@ import aiohttp
 import orjson
 from multidict import CIMultiDictProxy
 
-from bridge.errors import ApiError, AuthError, BadResponseError, TransportError, error_for_status
+from bridge.errors import (
+    ApiError,
+    AuthError,
+    BadResponseError,
+    RequestTimeoutError,
+    TransportError,
+    error_for_status,
+)
 from bridge.metrics import Metrics
 
 # Response text kept on an error; enough for Panther's `{"message": ...}` or a proxy's error page.
@@ -155,7 +162,8 @@ class HttpTarget:
                 resp_headers = resp.headers
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             status = 0  # a response cut short (ClientPayloadError) is no usable response either
-            raise TransportError(
+            kind = RequestTimeoutError if isinstance(exc, TimeoutError) else TransportError
+            raise kind(
                 f"{self.target} {what} failed: {self._describe(exc)}", target=self.target
             ) from None
         finally:

@@ -36,7 +36,7 @@ import structlog
 from pydantic import ValidationError
 
 from bridge.catalog import Catalog, Enrichment
-from bridge.errors import AuthError, BridgeError, TransportError
+from bridge.errors import AuthError, BridgeError, retry_reason
 from bridge.filters import AlertFilter, listing_of
 from bridge.health import Health
 from bridge.metrics import Metrics
@@ -589,24 +589,6 @@ class Poller:
 # -- failures of the Panther loops ----------------------------------------------------------------
 
 
-def retry_reason(exc: BaseException) -> str:
-    """A bounded `bridge_retries_total{reason}` label for a failed Panther request."""
-    if isinstance(exc, AuthError):
-        return "unauthorized"
-    status = getattr(exc, "status", 0)
-    if status == 429:
-        return "rate_limited"
-    if status == 408 or (isinstance(exc, TransportError) and "Timeout" in str(exc)):
-        return "timeout"
-    if status >= 500:
-        return "server_error"
-    if isinstance(exc, TransportError):
-        return "transport"
-    if type(exc).__name__ == "BadResponseError":
-        return "bad_response"
-    return "other"
-
-
 class FailureBurst:
     """The failures of one Panther loop (poll, sweep, status sync) since its last success.
 
@@ -710,8 +692,8 @@ __all__ = [
     "PollResult",
     "Poller",
     "alert_key",
+    "count_intake",
     "listing_of",
-    "retry_reason",
     "swept_key",
     "watermark_key",
 ]

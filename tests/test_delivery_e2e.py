@@ -123,7 +123,7 @@ class TestRetriableFaults:
         async with running(rig.settings(bigpanda={"timeout": 0.3})) as bridge:
             await wait_until(all_delivered(rig, bridge, expected), 8, what="delivery")
             assert metric(bridge, "bridge_retries_total", target="bigpanda",
-                          reason="transport") >= 1
+                          reason="timeout") >= 1
         assert len(rig.posts()) >= 2
         assert_resends_identical(rig)
         assert_exactly_once(rig, expected)
