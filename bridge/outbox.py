@@ -1,10 +1,11 @@
 """The durable state between the two APIs: one SQLite file in WAL mode.
 
-It holds the poll watermark, every event ever recorded (its dedup key forever, its frozen payload
-until delivered and pruned), the Panther alerts being tracked for status changes, BigPanda jobs and
-dead letters. Everything that must not be lost or repeated is decided by a transaction here:
-a page's events and the watermark that passes them are written in the same commit, so a crash can
-only ever replay a page, never skip one, and replays are absorbed by the dedup keys.
+It holds the poll watermark, every event ever recorded (a small row with its dedup key, forever),
+the queue of events not delivered yet (with their frozen payloads), the Panther alerts being
+tracked for status changes, BigPanda jobs and dead letters. Everything that must not be lost or
+repeated is decided by a transaction here: a page's events and the watermark that passes them are
+written in the same commit, so a crash can only ever replay a page, never skip one, and replays
+are absorbed by the dedup keys.
 
 Calls are synchronous: each is one short transaction (well under a millisecond in WAL mode with
 synchronous=NORMAL), cheaper than handing it to a thread. synchronous=NORMAL keeps every commit
@@ -26,13 +27,35 @@ from typing import NamedTuple
 
 from bridge.errors import StateError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # WAL pages after which a commit checkpoints by itself (SQLite's default is 1,000). The service
 # checkpoints from a worker thread every second (`checkpoint`), so the event loop does not copy
 # the WAL back and fsync the database inside a page's commit; this is only the safety net.
 AUTOCHECKPOINT_PAGES = 10_000
 
-_SCHEMA = """
+# A commit costs a dirty page (4 KiB of WAL) for every B-tree page it touches, and an entry whose
+# key is random (Panther's hex alert ids) touches a page of its own. So the layout keeps random
+# keys to the one that must exist (the dedup key) and splits what changes from what does not:
+# - `events`: one small row per event ever recorded, written once and updated once (delivered or
+#   dead): the dedup keys and what `counts`, the status sync and the tests read;
+# - `queue`: the events not delivered yet, with their payloads and retry state. Delivering a batch
+#   deletes its rows, which lie side by side (ids are handed out in order): a few pages, however
+#   long the history. A delivered payload is not kept (nothing reads it again).
+# - `tracked`: keyed by (created_at, alert_id), one B-tree in creation order, which the status
+#   sync reads by range and expires from the old end.
+_TRACKED = """
+CREATE TABLE IF NOT EXISTS tracked (
+    alert_id      TEXT NOT NULL,
+    created_at    REAL NOT NULL,
+    status        TEXT NOT NULL,
+    transitions   INTEGER NOT NULL DEFAULT 0,
+    alert         BLOB NOT NULL,
+    event_count   INTEGER,
+    PRIMARY KEY (created_at, alert_id)
+) WITHOUT ROWID
+"""
+
+_TABLES = """
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -44,30 +67,20 @@ CREATE TABLE IF NOT EXISTS events (
     kind            TEXT NOT NULL,
     bp_status       TEXT NOT NULL,
     app_key         TEXT NOT NULL,
-    payload         BLOB,
     event_time      REAL NOT NULL,
     recorded_at     REAL NOT NULL,
     state           TEXT NOT NULL,
+    done_at         REAL
+);
+CREATE TABLE IF NOT EXISTS queue (
+    id              INTEGER PRIMARY KEY,
+    payload         BLOB NOT NULL,
+    job_id          INTEGER,
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at REAL NOT NULL DEFAULT 0,
     first_failed_at REAL,
-    last_error      TEXT,
-    job_id          INTEGER,
-    done_at         REAL
+    last_error      TEXT
 );
-CREATE INDEX IF NOT EXISTS events_due ON events (state, next_attempt_at, id);
-CREATE INDEX IF NOT EXISTS events_pending ON events (state, id, next_attempt_at);
-CREATE INDEX IF NOT EXISTS events_job ON events (job_id) WHERE job_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS events_alert ON events (alert_id, id);
-CREATE TABLE IF NOT EXISTS tracked (
-    alert_id      TEXT PRIMARY KEY,
-    created_at    REAL NOT NULL,
-    status        TEXT NOT NULL,
-    transitions   INTEGER NOT NULL DEFAULT 0,
-    alert         BLOB NOT NULL,
-    event_count   INTEGER
-);
-CREATE INDEX IF NOT EXISTS tracked_created ON tracked (created_at);
 CREATE TABLE IF NOT EXISTS jobs (
     id         INTEGER PRIMARY KEY,
     url        TEXT NOT NULL,
@@ -90,6 +103,11 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     dead_at       REAL NOT NULL,
     attempts      INTEGER NOT NULL DEFAULT 0
 );
+"""
+
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS queue_retry ON queue (next_attempt_at);
+CREATE INDEX IF NOT EXISTS queue_job ON queue (job_id) WHERE job_id IS NOT NULL;
 """
 
 PENDING = "pending"
@@ -217,10 +235,12 @@ class Outbox:
             conn.execute("PRAGMA busy_timeout=5000")
             conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.executescript(_SCHEMA)
+            conn.executescript(_TABLES)
+            conn.execute(_TRACKED)
             _migrate(conn)
+            conn.executescript(_INDEXES)
             conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
         except sqlite3.Error as exc:
@@ -296,7 +316,7 @@ class Outbox:
         watermark: float | None = None,
         rejected: Sequence[Rejected] = (),
         track: Sequence[TrackedAlert] = (),
-        untrack: Sequence[str] = (),
+        untrack: Sequence[TrackedAlert] = (),
         now: float | None = None,
         watermark_key: str = "watermark",
     ) -> list[NewEvent]:
@@ -307,32 +327,33 @@ class Outbox:
         now = time.time() if now is None else now
         fresh: list[NewEvent] = []
         with self._tx() as conn:
-            for ev in events:
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO events (dedup_key, alert_id, kind, bp_status, app_key,"
-                    " payload, event_time, recorded_at, state, next_attempt_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        ev.dedup_key,
-                        ev.alert_id,
-                        ev.kind,
-                        ev.bp_status,
-                        ev.app_key,
-                        ev.payload,
-                        ev.event_time,
-                        now,
-                        PENDING,
-                        0.0,
-                    ),
+            if events:
+                # Which are new is decided inside the write transaction (one writer: nobody can
+                # record a key between this read and the insert), so the inserts go as one batch.
+                claimed = self._known(conn, [ev.dedup_key for ev in events])
+                for ev in events:
+                    if ev.dedup_key not in claimed:
+                        claimed.add(ev.dedup_key)
+                        fresh.append(ev)
+                first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM events").fetchone()[0]
+                conn.executemany(
+                    "INSERT INTO events (id, dedup_key, alert_id, kind, bp_status, app_key,"
+                    " event_time, recorded_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+                    [
+                        (first + i, ev.dedup_key, ev.alert_id, ev.kind, ev.bp_status, ev.app_key,
+                         ev.event_time, now)
+                        for i, ev in enumerate(fresh)
+                    ],
                 )
-                if cur.rowcount:
-                    fresh.append(ev)
+                conn.executemany(
+                    "INSERT INTO queue (id, payload) VALUES (?, ?)",
+                    [(first + i, ev.payload) for i, ev in enumerate(fresh)],
+                )
             for rej in rejected:
                 # The dedup key is claimed too, so a bad alert is dead-lettered once, not per poll.
                 cur = conn.execute(
                     "INSERT OR IGNORE INTO events (dedup_key, alert_id, kind, bp_status, app_key,"
-                    " payload, event_time, recorded_at, state, done_at)"
-                    " VALUES (?, ?, ?, '', ?, NULL, ?, ?, ?, ?)",
+                    " event_time, recorded_at, state, done_at) VALUES (?, ?, ?, '', ?, ?, ?, ?, ?)",
                     (rej.dedup_key, rej.alert_id, rej.kind, rej.app_key, rej.event_time, now,
                      DEAD, now),
                 )
@@ -344,16 +365,20 @@ class Outbox:
                         (rej.dedup_key, rej.alert_id, rej.kind, rej.app_key, rej.original,
                          rej.reason, rej.detail, rej.event_time, now),
                     )
-            for t in track:
-                conn.execute(
+            if track:
+                conn.executemany(
                     "INSERT INTO tracked (alert_id, created_at, status, transitions, alert,"
-                    " event_count) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (alert_id) DO UPDATE SET"
+                    " event_count) VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (created_at, alert_id) DO UPDATE SET"
                     " status = excluded.status, transitions = excluded.transitions,"
                     " alert = excluded.alert, event_count = excluded.event_count",
-                    (t.alert_id, t.created_at, t.status, t.transitions, t.alert, t.event_count),
+                    track,
                 )
-            for alert_id in untrack:
-                conn.execute("DELETE FROM tracked WHERE alert_id = ?", (alert_id,))
+            if untrack:
+                conn.executemany(
+                    "DELETE FROM tracked WHERE created_at = ? AND alert_id = ?",
+                    [(t.created_at, t.alert_id) for t in untrack],
+                )
             if watermark is not None:
                 conn.execute(
                     "INSERT INTO meta (key, value) VALUES (?, ?)"
@@ -365,14 +390,15 @@ class Outbox:
 
     def known(self, dedup_keys: Iterable[str]) -> set[str]:
         """Which of these dedup keys are already recorded (so a poll can skip normalizing them)."""
-        keys = list(dedup_keys)
+        return self._known(self._conn, list(dedup_keys))
+
+    @staticmethod
+    def _known(conn: sqlite3.Connection, keys: list[str]) -> set[str]:
         found: set[str] = set()
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self._conn.execute(
-                f"SELECT dedup_key FROM events WHERE dedup_key IN ({marks})", chunk
-            )
+            rows = conn.execute(f"SELECT dedup_key FROM events WHERE dedup_key IN ({marks})", chunk)
             found.update(r[0] for r in rows)
         return found
 
@@ -419,7 +445,7 @@ class Outbox:
         exclude: Iterable[int] = (),
         app_key: str | None = None,
     ) -> list[PendingEvent]:
-        """Pending events whose next attempt is due, oldest first, minus those already in flight.
+        """Queued events whose next attempt is due, oldest first, minus those already in flight.
 
         At most `limit` rows are read: the in-flight ids are excluded inside SQLite (as a JSON
         array, one parameter however many) rather than fetched and dropped here, so a dispatcher
@@ -427,60 +453,63 @@ class Outbox:
         `app_key` restricts the result to one app key (a batch never mixes them).
 
         Events of one Panther alert leave in the order they were recorded: an event waits while
-        an earlier event of the same alert is still undelivered (pending, in flight, retrying or
+        an earlier event of the same alert is still undelivered (queued, in flight, retrying or
         in a job), so a `resolved` can never overtake the `critical` it resolves.
         """
         excluded = sorted(set(exclude))
-        # Walked in id order (events_pending), the scan stops at `limit` due events: the checks
-        # below run on those few rows only. Through events_due it would check *every* due row,
-        # then sort them: 50 ms per batch with 15,000 events queued during a catch-up.
+        # Walked in id order, the scan stops at `limit` due events: the checks below run on
+        # those few rows only (through queue_retry it would check every due row, then sort).
         sql = (
-            "SELECT id, alert_id, kind, bp_status, app_key, payload, event_time, attempts,"
-            " first_failed_at FROM events INDEXED BY events_pending"
-            " WHERE state = ? AND next_attempt_at <= ?"
+            "SELECT q.id, e.alert_id, e.kind, e.bp_status, e.app_key, q.payload, e.event_time,"
+            " q.attempts, q.first_failed_at"
+            " FROM queue AS q NOT INDEXED JOIN events AS e ON e.id = q.id"
+            " WHERE q.job_id IS NULL AND q.next_attempt_at <= ?"
             # An alert's own event is the first of its events (status changes follow only
-            # forwarded alerts): only the later ones need the look back.
-            " AND (kind = 'alert' OR NOT EXISTS (SELECT 1 FROM events AS earlier"
-            " WHERE earlier.alert_id = events.alert_id AND earlier.id < events.id"
-            " AND earlier.state IN (?, ?)))"
+            # forwarded alerts): only the later ones need the look back. An alert's events are
+            # found by their dedup keys, which all start with "<alert id>:" (a range of the
+            # dedup index: no index of its own to keep up on every insert).
+            " AND (e.kind = 'alert' OR NOT EXISTS (SELECT 1 FROM events AS earlier"
+            " JOIN queue AS waiting ON waiting.id = earlier.id"
+            " WHERE earlier.dedup_key > e.alert_id || ':' AND earlier.dedup_key < e.alert_id || ';'"
+            " AND earlier.id < e.id))"
         )
-        args: list[object] = [PENDING, now, PENDING, IN_JOB]
+        args: list[object] = [now]
         if app_key is not None:
-            sql += " AND app_key = ?"
+            sql += " AND e.app_key = ?"
             args.append(app_key)
         if excluded:
-            sql += " AND id NOT IN (SELECT value FROM json_each(?))"
+            sql += " AND q.id NOT IN (SELECT value FROM json_each(?))"
             args.append(json.dumps(excluded))
-        rows = self._conn.execute(sql + " ORDER BY id LIMIT ?", (*args, limit)).fetchall()
+        rows = self._conn.execute(sql + " ORDER BY q.id LIMIT ?", (*args, limit)).fetchall()
         return [PendingEvent(*row) for row in rows]
 
     def next_due_at(self, *, after: float | None = None) -> float | None:
-        """The earliest next attempt time of a pending event (only those later than `after`)."""
+        """The earliest next attempt time of a queued event not in a job (only later than
+        `after`)."""
+        sql = "SELECT min(next_attempt_at) FROM queue WHERE job_id IS NULL"
         if after is None:
-            row = self._conn.execute(
-                "SELECT min(next_attempt_at) FROM events WHERE state = ?", (PENDING,)
-            ).fetchone()
-        else:
-            row = self._conn.execute(
-                "SELECT min(next_attempt_at) FROM events WHERE state = ? AND next_attempt_at > ?",
-                (PENDING, after),
-            ).fetchone()
-        return row[0]
+            return self._conn.execute(sql).fetchone()[0]
+        return self._conn.execute(sql + " AND next_attempt_at > ?", (after,)).fetchone()[0]
 
     def mark_sent(self, ids: Sequence[int], *, now: float | None = None) -> None:
+        """Delivered: the events leave the queue (payload and all); their rows say when."""
         now = time.time() if now is None else now
+        as_json = json.dumps(list(ids))
         with self._tx() as conn:
             conn.execute(
-                "UPDATE events SET state = ?, done_at = ?, job_id = NULL, last_error = NULL"
-                " WHERE id IN (SELECT value FROM json_each(?)) AND state IN (?, ?)",
-                (SENT, now, json.dumps(list(ids)), PENDING, IN_JOB),
+                "UPDATE events SET state = 'sent', done_at = ?"
+                " WHERE id IN (SELECT value FROM json_each(?)) AND state IN ('pending', 'job')",
+                (now, as_json),
+            )
+            conn.execute(
+                "DELETE FROM queue WHERE id IN (SELECT value FROM json_each(?))", (as_json,)
             )
 
     def mark_retry(
         self, ids: Sequence[int], *, next_attempt_at: float, error: str, now: float | None = None,
         count_attempt: bool = True,
     ) -> None:
-        """Put events back as pending, due at `next_attempt_at`, with the error that sent them back.
+        """Put events back in line, due at `next_attempt_at`, with the error that sent them back.
 
         `count_attempt=False` is for failures that are not the events' fault (our credentials
         refused, a pause that cut a bisection short): neither the attempt counter nor the
@@ -490,15 +519,15 @@ class Outbox:
         counted = int(count_attempt)
         with self._tx() as conn:
             conn.executemany(
-                "UPDATE events SET attempts = attempts + ?, next_attempt_at = ?, last_error = ?,"
+                "UPDATE queue SET attempts = attempts + ?, next_attempt_at = ?, last_error = ?,"
                 " first_failed_at = CASE WHEN ? THEN coalesce(first_failed_at, ?)"
-                " ELSE first_failed_at END, state = ?, job_id = NULL"
-                " WHERE id = ? AND state IN (?, ?)",
-                [
-                    (counted, next_attempt_at, error[:2000], counted, now, PENDING, i,
-                     PENDING, IN_JOB)
-                    for i in ids
-                ],
+                " ELSE first_failed_at END, job_id = NULL WHERE id = ?",
+                [(counted, next_attempt_at, error[:2000], counted, now, i) for i in ids],
+            )
+            conn.execute(
+                "UPDATE events SET state = 'pending'"
+                " WHERE id IN (SELECT value FROM json_each(?)) AND state = 'job'",
+                (json.dumps(list(ids)),),
             )
 
     def dead_letter(
@@ -510,9 +539,9 @@ class Outbox:
         with self._tx() as conn:
             for i in ids:
                 row = conn.execute(
-                    "SELECT dedup_key, alert_id, kind, app_key, payload, event_time, attempts"
-                    " FROM events WHERE id = ? AND state IN (?, ?)",
-                    (i, PENDING, IN_JOB),
+                    "SELECT e.dedup_key, e.alert_id, e.kind, e.app_key, q.payload, e.event_time,"
+                    " q.attempts FROM queue AS q JOIN events AS e ON e.id = q.id WHERE q.id = ?",
+                    (i,),
                 ).fetchone()
                 if row is None:
                     continue
@@ -522,10 +551,9 @@ class Outbox:
                     " VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
                     (*row[:5], reason, detail[:8000], row[5], now, row[6]),
                 )
+                conn.execute("DELETE FROM queue WHERE id = ?", (i,))
                 conn.execute(
-                    "UPDATE events SET state = ?, done_at = ?, payload = NULL, job_id = NULL"
-                    " WHERE id = ?",
-                    (DEAD, now, i),
+                    "UPDATE events SET state = 'dead', done_at = ? WHERE id = ?", (now, i)
                 )
                 moved += 1
         return moved
@@ -542,9 +570,16 @@ class Outbox:
                 "INSERT INTO jobs (url, created_at, deadline) VALUES (?, ?, ?)",
                 (url, now, deadline),
             ).lastrowid
-            conn.executemany(
-                "UPDATE events SET state = ?, job_id = ? WHERE id = ? AND state = ?",
-                [(IN_JOB, job_id, i, PENDING) for i in ids],
+            as_json = json.dumps(list(ids))
+            conn.execute(
+                "UPDATE queue SET job_id = ?"
+                " WHERE id IN (SELECT value FROM json_each(?)) AND job_id IS NULL",
+                (job_id, as_json),
+            )
+            conn.execute(
+                "UPDATE events SET state = 'job'"
+                " WHERE id IN (SELECT value FROM json_each(?)) AND state = 'pending'",
+                (as_json,),
             )
         return int(job_id)
 
@@ -557,7 +592,9 @@ class Outbox:
     def job_events(self, job_id: int) -> list[tuple[int, str, float]]:
         """(event id, BigPanda status, event time) of the events a job carries."""
         return self._conn.execute(
-            "SELECT id, bp_status, event_time FROM events WHERE job_id = ?", (job_id,)
+            "SELECT q.id, e.bp_status, e.event_time FROM queue AS q JOIN events AS e"
+            " ON e.id = q.id WHERE q.job_id = ? ORDER BY q.id",
+            (job_id,),
         ).fetchall()
 
     def note_job_poll(self, job_id: int, status: str) -> None:
@@ -568,21 +605,33 @@ class Outbox:
 
     def finish_job(self, job_id: int, *, done: bool, error: str = "", retry_at: float = 0.0,
                    now: float | None = None) -> list[int]:
-        """Close a job: its events are delivered (`done`) or back in the outbox; returns the ids."""
+        """Close a job: its events are delivered (`done`) or back in line; returns the ids."""
         now = time.time() if now is None else now
         with self._tx() as conn:
-            ids = [r[0] for r in conn.execute("SELECT id FROM events WHERE job_id = ?", (job_id,))]
+            ids = [
+                r[0] for r in conn.execute(
+                    "SELECT id FROM queue WHERE job_id = ? ORDER BY id", (job_id,)
+                )
+            ]
+            as_json = json.dumps(ids)
             if done:
                 conn.execute(
-                    "UPDATE events SET state = ?, done_at = ?, job_id = NULL WHERE job_id = ?",
-                    (SENT, now, job_id),
+                    "UPDATE events SET state = 'sent', done_at = ?"
+                    " WHERE id IN (SELECT value FROM json_each(?))",
+                    (now, as_json),
                 )
+                conn.execute("DELETE FROM queue WHERE job_id = ?", (job_id,))
             else:
                 conn.execute(
-                    "UPDATE events SET state = ?, job_id = NULL, attempts = attempts + 1,"
+                    "UPDATE queue SET job_id = NULL, attempts = attempts + 1,"
                     " next_attempt_at = ?, last_error = ?, first_failed_at ="
                     " coalesce(first_failed_at, ?) WHERE job_id = ?",
-                    (PENDING, retry_at, error[:2000], now, job_id),
+                    (retry_at, error[:2000], now, job_id),
+                )
+                conn.execute(
+                    "UPDATE events SET state = 'pending'"
+                    " WHERE id IN (SELECT value FROM json_each(?))",
+                    (as_json,),
                 )
             conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
         return ids
@@ -606,7 +655,7 @@ class Outbox:
         return DeadLetter(*row) if row else None
 
     def replay_dead_letters(self, ids: Sequence[int] | None) -> tuple[list[int], list[str]]:
-        """Put dead letters back in the outbox unchanged (same payload, same timestamp).
+        """Put dead letters back in the queue unchanged (same payload, same timestamp).
 
         Returns (replayed ids, problems). A dead letter without a payload (an alert that never
         became one) cannot be replayed: it is named in the problems and left where it is.
@@ -630,12 +679,16 @@ class Outbox:
                         " invalid); fix the mapping and run a backfill instead"
                     )
                     continue
-                conn.execute(
-                    "UPDATE events SET state = ?, payload = ?, attempts = 0, next_attempt_at = 0,"
-                    " first_failed_at = NULL, last_error = NULL, done_at = NULL"
-                    " WHERE dedup_key = ?",
-                    (PENDING, payload, dedup_key),
-                )
+                event = conn.execute(
+                    "UPDATE events SET state = 'pending', done_at = NULL WHERE dedup_key = ?"
+                    " RETURNING id",
+                    (dedup_key,),
+                ).fetchone()
+                if event is not None:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO queue (id, payload) VALUES (?, ?)",
+                        (event[0], payload),
+                    )
                 conn.execute("DELETE FROM dead_letters WHERE id = ?", (dl_id,))
                 replayed.append(dl_id)
         return replayed, problems
@@ -648,19 +701,28 @@ class Outbox:
                 "DELETE FROM dead_letters WHERE dead_at < ?", (older_than,)
             ).rowcount
 
-    # -- housekeeping and gauges ---------------------------------------------------------------
+    # -- gauges and reports ------------------------------------------------------------------
 
-    def prune(self, *, delivered_before: float) -> int:
-        """Drop the payloads of events delivered long ago; their dedup keys stay (no resend)."""
-        with self._tx() as conn:
-            return conn.execute(
-                "UPDATE events SET payload = NULL WHERE state = ? AND done_at < ?"
-                " AND payload IS NOT NULL",
-                (SENT, delivered_before),
-            ).rowcount
+    def backlog(self) -> dict[str, int]:
+        """Undelivered events (pending, in a job), dead letters and jobs: what the gauges show.
+
+        Counted in the queue and its indexes: the cost of the backlog, not of the history.
+        """
+        conn = self._conn
+        queued = conn.execute("SELECT count(*) FROM queue").fetchone()[0]
+        in_jobs = conn.execute(
+            "SELECT count(*) FROM queue WHERE job_id IS NOT NULL"
+        ).fetchone()[0]
+        return {
+            PENDING: queued - in_jobs,
+            IN_JOB: in_jobs,
+            "dead_letters": conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0],
+            "jobs": conn.execute("SELECT count(*) FROM jobs").fetchone()[0],
+        }
 
     def counts(self) -> dict[str, int]:
-        """Events by state, plus dead letters and jobs: what the gauges and `once` report."""
+        """Events by state (a scan of every event ever recorded), plus dead letters and jobs:
+        what `once` and the stop log report. The periodic gauges use `backlog`."""
         out = {PENDING: 0, IN_JOB: 0, SENT: 0, DEAD: 0}
         for state, n in self._conn.execute("SELECT state, count(*) FROM events GROUP BY state"):
             out[state] = n
@@ -670,10 +732,44 @@ class Outbox:
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a state file written by an older bridge up to the current columns."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(tracked)")}
-    if "event_count" not in columns:  # before forward_event_count: the count is unknown (NULL)
-        conn.execute("ALTER TABLE tracked ADD COLUMN event_count INTEGER")
+    """Bring a state file written by an older bridge up to the current layout, in one commit."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    version = int(row[0]) if row else None
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        tracked = {r[1]: r[5] for r in conn.execute("PRAGMA table_info(tracked)")}
+        if "event_count" not in tracked:  # before forward_event_count: the count is unknown
+            conn.execute("ALTER TABLE tracked ADD COLUMN event_count INTEGER")
+        if tracked.get("alert_id") == 1:
+            # Schema 1 keyed tracked alerts by their (random) id alone: a rowid table, its id
+            # index and a created_at index. Now one B-tree in creation order.
+            conn.execute("ALTER TABLE tracked RENAME TO tracked_v1")
+            conn.execute("DROP INDEX IF EXISTS tracked_created")
+            conn.execute(_TRACKED)
+            conn.execute(
+                "INSERT OR IGNORE INTO tracked (alert_id, created_at, status, transitions, alert,"
+                " event_count) SELECT alert_id, created_at, status, transitions, alert,"
+                " event_count FROM tracked_v1"
+            )
+            conn.execute("DROP TABLE tracked_v1")
+        events = {r[1] for r in conn.execute("PRAGMA table_info(events)")}
+        if (version is None or version < 2) and "next_attempt_at" in events:
+            # Schema 1 kept payloads and retry state in the events rows, with full indexes over
+            # every event ever recorded. The undelivered ones move to the queue; the columns
+            # stay (SQLite would rewrite the table to drop them), empty.
+            conn.execute(
+                "INSERT OR IGNORE INTO queue (id, payload, job_id, attempts, next_attempt_at,"
+                " first_failed_at, last_error) SELECT id, coalesce(payload, x''), job_id,"
+                " attempts, next_attempt_at, first_failed_at, last_error FROM events"
+                " WHERE state IN ('pending', 'job')"
+            )
+            conn.execute("UPDATE events SET payload = NULL WHERE payload IS NOT NULL")
+            for name in ("events_due", "events_pending", "events_alert", "events_job"):
+                conn.execute(f"DROP INDEX IF EXISTS {name}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _lock(path: Path) -> int:

@@ -42,7 +42,6 @@ log = structlog.get_logger("bridge.service")
 GAUGE_INTERVAL = 5.0
 # How often the WAL is checkpointed from a worker thread (see Outbox.checkpoint).
 CHECKPOINT_INTERVAL = 1.0
-PRUNE_AFTER = 7 * 86_400.0
 
 
 class Bridge:
@@ -387,7 +386,6 @@ class Bridge:
     async def _housekeeping(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             self.refresh_gauges()
-            self.outbox.prune(delivered_before=self.clock() - PRUNE_AFTER)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), GAUGE_INTERVAL)
 
@@ -399,7 +397,7 @@ class Bridge:
                 await asyncio.to_thread(self.outbox.checkpoint)
 
     def refresh_gauges(self) -> None:
-        counts = self.outbox.counts()
+        counts = self.outbox.backlog()
         self.metrics.outbox_events.set(counts["pending"] + counts["job"])
         self.metrics.dead_letter_events.set(counts["dead_letters"])
         self.metrics.jobs_in_flight.set(counts["jobs"])
@@ -454,7 +452,7 @@ class Bridge:
             await self.dispatcher.step()
             await self.dispatcher.wait_in_flight()
             await self.jobs.poll_all()
-            counts = self.outbox.counts()
+            counts = self.outbox.backlog()
             if counts["pending"] == 0 and counts["jobs"] == 0:
                 break
             now = self.clock()

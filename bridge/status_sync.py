@@ -153,14 +153,14 @@ class StatusSync:
             current.update(await self._list_changed(listing, members, statuses, result))
 
         confirm = [t for t in tracked if t.alert_id not in current and t.status != "OPEN"]
-        gone: list[str] = []
+        gone: list[TrackedAlert] = []
         if confirm:
             fetched = await self._fetch_all([t.alert_id for t in confirm])
             result.fetched = len(confirm)
             for t in confirm:
                 alert = fetched.get(t.alert_id)
                 if alert is None:
-                    gone.append(t.alert_id)
+                    gone.append(t)
                 else:
                     current[t.alert_id] = alert
 
@@ -226,7 +226,7 @@ class StatusSync:
         self,
         changed: Sequence[tuple[TrackedAlert, dict[str, Any]]],
         counted: Sequence[tuple[TrackedAlert, dict[str, Any], int]],
-        gone: Sequence[str],
+        gone: Sequence[TrackedAlert],
         now: float,
     ) -> int:
         # A status change goes where the alert went: the app key its first event was sent to
@@ -313,8 +313,8 @@ class StatusSync:
             )
         fresh = self._outbox.record(events, rejected=rejected, track=track, untrack=gone)
         count_intake(self._metrics, fresh, rejected, rejected_event="status_change.rejected")
-        for alert_id in gone:
-            log.info("alert.untracked", alert_id=alert_id, reason="not_found")
+        for t in gone:
+            log.info("alert.untracked", alert_id=t.alert_id, reason="not_found")
         return len(fresh)
 
     def _event(

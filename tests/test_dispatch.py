@@ -150,7 +150,7 @@ class TestRetryPolicy:
 
 
 class TestOutboxForDelivery:
-    """The outbox reads exactly one batch at a time and keeps dedup keys after pruning."""
+    """The outbox reads exactly one batch at a time and keeps dedup keys after delivery."""
 
     def test_due_limits_excludes_and_filters_in_sqlite(self, tmp_path: Path) -> None:
         outbox = RecordingOutbox.open(tmp_path / "s.db")
@@ -164,17 +164,16 @@ class TestOutboxForDelivery:
         finally:
             outbox.close()
 
-    def test_prune_drops_payload_but_not_dedup_key(self, tmp_path: Path) -> None:
+    def test_delivery_drops_payload_but_not_dedup_key(self, tmp_path: Path) -> None:
         outbox = Outbox.open(tmp_path / "s.db")
         try:
             outbox.record([sample_event(1)])
             (event,) = outbox.due(10, now=0)
             outbox.mark_sent([event.id], now=1000.0)
-            assert outbox.prune(delivered_before=999.0) == 0
-            assert outbox.prune(delivered_before=2000.0) == 1
-            (payload,) = outbox._conn.execute("SELECT payload FROM events").fetchone()
-            assert payload is None
-            assert outbox.record([sample_event(1)]) == [], "a pruned event was accepted again"
+            assert outbox._conn.execute("SELECT count(*) FROM queue").fetchone()[0] == 0
+            (state, done_at) = outbox._conn.execute("SELECT state, done_at FROM events").fetchone()
+            assert (state, done_at) == ("sent", 1000.0)
+            assert outbox.record([sample_event(1)]) == [], "a delivered event was accepted again"
         finally:
             outbox.close()
 
