@@ -100,6 +100,8 @@ class Options:
     only: list[str] = field(default_factory=lambda: list(SCENARIOS))
     json_path: Path = DEFAULT_JSON
     profile: str | None = None  # py-spy output path for the catch-up bridge, if any
+    # Argv prefix for the bridge process (bench.instructions runs it under valgrind).
+    bridge_wrapper: tuple[str, ...] = ()
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -260,7 +262,13 @@ class BridgeRun:
 
 @contextlib.asynccontextmanager
 async def bridge_process(
-    procs: Processes, sims: SimsHandle, workdir: Path, name: str, *, max_backoff: str = "5m"
+    procs: Processes,
+    sims: SimsHandle,
+    workdir: Path,
+    name: str,
+    *,
+    max_backoff: str = "5m",
+    wrapper: tuple[str, ...] = (),
 ):
     port = free_port()
     config = workdir / f"{name}.yaml"
@@ -271,7 +279,7 @@ async def bridge_process(
         lookback="2h", max_backoff=max_backoff,
     ))
     log_path = workdir / f"{name}.log"
-    argv = [sys.executable, "-m", "bridge", "run", "--config", str(config)]
+    argv = [*wrapper, sys.executable, "-m", "bridge", "run", "--config", str(config)]
     with log_path.open("wb") as log:
         proc = await procs.spawn(*argv, stdout=log, stderr=log)
     run = BridgeRun(proc, log_path, f"http://127.0.0.1:{port}/metrics")
@@ -324,7 +332,9 @@ async def catchup_bridge(procs: Processes, opts: Options, workdir: Path) -> dict
     n = opts.alerts
     async with simulators(procs, opts, alerts=n) as sims:
         sim_cpu_before = (await sims.stats())["cpu_seconds"]
-        async with bridge_process(procs, sims, workdir, "catchup") as run:
+        async with bridge_process(
+            procs, sims, workdir, "catchup", wrapper=opts.bridge_wrapper
+        ) as run:
             pid = run.pid
             spy = await start_profiler(procs, pid, opts.profile) if opts.profile else None
             await await_first_request(run, sims)

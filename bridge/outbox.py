@@ -328,26 +328,33 @@ class Outbox:
         fresh: list[NewEvent] = []
         with self._tx() as conn:
             if events:
-                # Which are new is decided inside the write transaction (one writer: nobody can
-                # record a key between this read and the insert), so the inserts go as one batch.
-                claimed = self._known(conn, [ev.dedup_key for ev in events])
-                for ev in events:
-                    if ev.dedup_key not in claimed:
-                        claimed.add(ev.dedup_key)
-                        fresh.append(ev)
+                # One batch insert; a key already recorded (or twice in the batch) is ignored by
+                # its unique index, and the ids that did go in say which events are new. The ids
+                # are handed out here (one writer), so the queue rows can follow in one batch.
                 first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM events").fetchone()[0]
+                before = conn.total_changes
                 conn.executemany(
-                    "INSERT INTO events (id, dedup_key, alert_id, kind, bp_status, app_key,"
-                    " event_time, recorded_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+                    "INSERT OR IGNORE INTO events (id, dedup_key, alert_id, kind, bp_status,"
+                    " app_key, event_time, recorded_at, state)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
                     [
                         (first + i, ev.dedup_key, ev.alert_id, ev.kind, ev.bp_status, ev.app_key,
                          ev.event_time, now)
-                        for i, ev in enumerate(fresh)
+                        for i, ev in enumerate(events)
                     ],
                 )
+                if conn.total_changes - before == len(events):
+                    fresh = list(events)
+                    ids: Iterable[int] = range(first, first + len(events))
+                else:
+                    inserted = {
+                        r[0] for r in conn.execute("SELECT id FROM events WHERE id >= ?", (first,))
+                    }
+                    ids = [first + i for i in range(len(events)) if first + i in inserted]
+                    fresh = [events[i - first] for i in ids]
                 conn.executemany(
                     "INSERT INTO queue (id, payload) VALUES (?, ?)",
-                    [(first + i, ev.payload) for i, ev in enumerate(fresh)],
+                    [(i, ev.payload) for i, ev in zip(ids, fresh, strict=True)],
                 )
             for rej in rejected:
                 # The dedup key is claimed too, so a bad alert is dead-lettered once, not per poll.

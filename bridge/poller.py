@@ -432,8 +432,8 @@ class Poller:
         normalizer alike.
         """
         observed = self._clock()
-        ids = [r.get("id") for r in results if isinstance(r.get("id"), str)]
-        known = self._outbox.known([alert_key(i) for i in ids]) if ids else set()
+        keys = {alert_key(i): i for r in results if (i := r.get("id")).__class__ is str}
+        known = {keys[k] for k in self._outbox.known(keys)} if keys else set()
         accepts = self.filters.accepts
         rejected: list[Rejected] = []
         valid: list[tuple[Mapping[str, Any], Alert]] = []
@@ -441,7 +441,7 @@ class Poller:
         for raw in results:
             raw_id = raw.get("id")
             created = None
-            if raw_id.__class__ is str and alert_key(raw_id) in known:
+            if raw_id.__class__ is str and raw_id in known:
                 created = parse_timestamp(raw.get("createdAt"))
             elif not accepts(raw):
                 result.filtered += 1

@@ -79,3 +79,29 @@ class TestQuickBenchmark:
         assert all(row["met"] in (True, False) for row in with_target)
         assert "| met? |" in proc.stdout
         assert doc["machine"]["cores"] and doc["machine"]["python"]
+
+
+class TestInstructionCount:
+    """`bench.instructions` reads valgrind's total; running valgrind itself is the bench's job."""
+
+    def test_the_last_total_in_the_log_is_taken(self) -> None:
+        from bench.instructions import instructions_in
+
+        log = (
+            '{"event": "bridge.started"}\n==41== I   refs:      12,345\n'
+            "==42== \n==42== I refs:        3,364,562,698\n"
+        )
+        assert instructions_in(log) == 3_364_562_698
+
+    def test_a_log_without_a_total_is_an_error(self) -> None:
+        from bench.instructions import instructions_in
+        from bench.run import BenchError
+
+        with pytest.raises(BenchError, match="no instruction count"):
+            instructions_in('{"event": "bridge.stopped"}\n')
+
+    def test_without_valgrind_it_says_what_to_install(self, monkeypatch) -> None:
+        import bench.instructions as instructions
+
+        monkeypatch.setattr(instructions.shutil, "which", lambda _name: None)
+        assert instructions.main([]) == 2

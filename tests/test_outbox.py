@@ -39,6 +39,18 @@ class TestIntake:
         assert [e.alert_id for e in fresh] == ["c"]
         assert outbox.counts()["pending"] == 3
 
+    def test_repeats_within_a_batch_and_known_keys_leave_the_new_ones_in_order(
+        self, outbox: Outbox
+    ) -> None:
+        outbox.record([event("b")])
+        batch = [event("a", payload=b"1"), event("b"), event("a", payload=b"2"), event("c")]
+        fresh = outbox.record(batch)
+        assert [(e.alert_id, e.payload) for e in fresh] == [("a", b"1"), ("c", batch[3].payload)]
+        due = outbox.due(10, now=0)
+        assert [(e.alert_id, e.payload) for e in due] == [
+            ("b", event("b").payload), ("a", b"1"), ("c", batch[3].payload),
+        ]
+
     def test_watermark_never_moves_back(self, outbox: Outbox) -> None:
         outbox.record([], watermark=100.5)
         outbox.record([], watermark=50.0)
