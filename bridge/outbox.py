@@ -107,6 +107,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS queue_retry ON queue (next_attempt_at);
+CREATE INDEX IF NOT EXISTS queue_waiting ON queue (id, next_attempt_at) WHERE job_id IS NULL;
 CREATE INDEX IF NOT EXISTS queue_job ON queue (job_id) WHERE job_id IS NOT NULL;
 """
 
@@ -464,12 +465,14 @@ class Outbox:
         in a job), so a `resolved` can never overtake the `critical` it resolves.
         """
         excluded = sorted(set(exclude))
-        # Walked in id order, the scan stops at `limit` due events: the checks below run on
-        # those few rows only (through queue_retry it would check every due row, then sort).
+        # Walked in id order (queue_waiting: ids and due times only, so events waiting out a
+        # backoff are skipped without reading their payloads), the scan stops at `limit` due
+        # events: the checks below run on those few rows only (through queue_retry it would
+        # check every due row, then sort them).
         sql = (
             "SELECT q.id, e.alert_id, e.kind, e.bp_status, e.app_key, q.payload, e.event_time,"
             " q.attempts, q.first_failed_at"
-            " FROM queue AS q NOT INDEXED JOIN events AS e ON e.id = q.id"
+            " FROM queue AS q INDEXED BY queue_waiting JOIN events AS e ON e.id = q.id"
             " WHERE q.job_id IS NULL AND q.next_attempt_at <= ?"
             # An alert's own event is the first of its events (status changes follow only
             # forwarded alerts): only the later ones need the look back. An alert's events are
