@@ -155,6 +155,7 @@ class Poller:
         router: Router | None = None,
         catchup_concurrency: int | None = None,
         catchup_lag: float = CATCHUP_LAG,
+        on_recorded: Callable[[], None] | None = None,
     ) -> None:
         self._client = client
         self._outbox = outbox
@@ -176,6 +177,8 @@ class Poller:
         # Routes decide app key, tags or drop; without one, app_key_for and rules do.
         self._router = router
         self._dropped_ids: dict[str, None] = {}  # counted once each, though re-read in overlaps
+        # Told when new events are stored, so the dispatcher wakes during a long catch-up too.
+        self._on_recorded = on_recorded
 
     @property
     def listings(self) -> tuple[str, ...]:
@@ -503,6 +506,8 @@ class Poller:
             track=track,
         )
         result.new_events += len(fresh)
+        if fresh and self._on_recorded is not None:
+            self._on_recorded()
         result.rejected += len(rejected)
         result.new_alert_ids.extend(e.alert_id for e in fresh)
         count_intake(self._metrics, fresh, rejected, rejected_event="alert.rejected")

@@ -136,6 +136,7 @@ class Bridge:
             catalog=self.catalog,
             backfill_concurrency=s.panther.backfill_concurrency,
             track_for=s.panther.track_for,
+            on_recorded=lambda: self.dispatcher.wake(fresh=True),
         )
         self.status_sync = StatusSync(
             self.panther,

@@ -171,6 +171,25 @@ class TestCatchUp:
         again = await poller.poll_head()
         assert again.new_events == 0
 
+    async def test_each_stored_group_tells_the_dispatcher_before_the_poll_ends(
+        self, setup: Setup
+    ) -> None:
+        """A catch-up is one long poll: delivery must not wait for its end to start."""
+        setup.sim.generate(900, start=ago(1800), spacing=2.0)
+        recorded_when_told: list[int] = []
+        poller = setup.poller(
+            catchup_concurrency=4,
+            catchup_lag=60.0,
+            on_recorded=lambda: recorded_when_told.append(len(setup.recorded_ids())),
+        )
+        await poller.poll_head()
+        assert len(recorded_when_told) >= 4  # several stores, each one told
+        assert recorded_when_told[0] < 900 and recorded_when_told[-1] == 900
+        assert recorded_when_told == sorted(recorded_when_told)
+        told = len(recorded_when_told)
+        await poller.poll_head()  # nothing new: nobody is told
+        assert len(recorded_when_told) == told
+
     async def test_watermark_stays_behind_a_failed_slice(self, setup: Setup) -> None:
         alerts = setup.sim.generate(900, start=ago(1800), spacing=2.0)
         created = {
