@@ -35,6 +35,7 @@ class AlertFilter:
     exclude_detection_ids: tuple[str, ...] = ()
     log_types: tuple[str, ...] = ()
     _query: Mapping[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
+    _checks: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         query: dict[str, tuple[str, ...]] = {}
@@ -46,6 +47,9 @@ class AlertFilter:
         if len(self.detection_ids) == 1 and not _GLOB_CHARS & set(self.detection_ids[0]):
             query["detection_ids"] = (self.detection_ids[0],)
         object.__setattr__(self, "_query", query)
+        # Nothing to check on a listed alert (the default): `accepts` answers at once.
+        checks = bool(self.severities or self.detection_ids or self.exclude_detection_ids)
+        object.__setattr__(self, "_checks", checks)
 
     @classmethod
     def from_settings(cls, settings: Any) -> AlertFilter:
@@ -76,6 +80,8 @@ class AlertFilter:
         Severity is checked again: cheap, and it keeps the filter right even where a listing was
         made without it (status sync, backfill of an older config).
         """
+        if not self._checks:
+            return True
         severity = str(alert.get("severity") or "").upper()
         if self.severities and severity not in self.severities:
             return False
