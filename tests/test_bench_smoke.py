@@ -105,3 +105,19 @@ class TestInstructionCount:
 
         monkeypatch.setattr(instructions.shutil, "which", lambda _name: None)
         assert instructions.main([]) == 2
+
+
+class TestOutboxBench:
+    """`bench.outbox --quick` runs and reports both histories (it asserts no speed)."""
+
+    def test_quick_run_reports_every_history(self) -> None:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.outbox", "--quick"],
+            cwd=ROOT, capture_output=True, text=True, timeout=100,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        doc = orjson.loads(proc.stdout.strip().splitlines()[-1])
+        assert [r["history"] for r in doc["results"]] == [0, 2_000]
+        for r in doc["results"]:
+            assert r["alerts"] == 1_000
+            assert r["cpu_us_per_alert"] > 0 and r["kib_written_per_alert"] > 0
