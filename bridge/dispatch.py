@@ -96,6 +96,9 @@ class Dispatcher:
         # and then sends one batch at a time (a probe) until one succeeds.
         self._failures = 0
         self._fresh = False
+        # Whether the last batch taken was full (by count or bytes): more are waiting.
+        self._backlog = False
+        self._stopping: asyncio.Event | None = None
 
     # -- signals from the rest of the bridge --------------------------------------------------
 
@@ -117,6 +120,7 @@ class Dispatcher:
         started are cancelled with it rather than left running against a closing session and a
         closed outbox.
         """
+        self._stopping = stopping
         try:
             while not stopping.is_set():
                 started = await self.step()
@@ -203,6 +207,7 @@ class Dispatcher:
         if next_due is None or next_due > now:
             return []  # nothing due: skip the walk over a queue waiting out its backoff
         due = self._outbox.due(self._batch_size, now=now, exclude=self._in_flight)
+        self._backlog = False
         if not due:
             return []
         app_key = due[0].app_key
@@ -220,19 +225,43 @@ class Dispatcher:
             size += len(event.payload) + 1
             if len(batch) >= self._batch_size:
                 break
+        self._backlog = len(batch) >= self._batch_size or len(batch) < len(due)
         return batch
 
     # -- one batch -------------------------------------------------------------------------------
 
     async def _send(self, batch: list[PendingEvent]) -> None:
+        """Deliver `batch`, then, while full batches wait and all is well, the next ones.
+
+        Going on in the same task saves the round through the dispatcher loop (wake it, take
+        a batch, start a task) between two batches of a backlog: under a catch-up, each of
+        those event-loop turns waits behind the pagers' work.
+        """
         try:
-            await self._deliver(batch)
-        except Exception:  # a bug in one batch must not stop delivery
-            log.exception("batch.crashed", events=len(batch), first_event=batch[0].id)
-            self._schedule_retry(batch, None, "internal error while sending")
+            while batch:
+                try:
+                    await self._deliver(batch)
+                except Exception:  # a bug in one batch must not stop delivery
+                    log.exception("batch.crashed", events=len(batch), first_event=batch[0].id)
+                    self._schedule_retry(batch, None, "internal error while sending")
+                finally:
+                    self._in_flight.difference_update(e.id for e in batch)
+                batch = self._next_of_backlog()
         finally:
-            self._in_flight.difference_update(e.id for e in batch)
             self._wake.set()
+
+    def _next_of_backlog(self) -> list[PendingEvent]:
+        """The next full batch for a slot that just finished one, or [] (the loop decides)."""
+        if not self._backlog or self._failures or self._auth_failures:
+            return []
+        now = self._clock()
+        if now < self._paused_until or (self._stopping is not None and self._stopping.is_set()):
+            return []
+        batch = self._next_batch(now)
+        if batch and not self._backlog:
+            return []  # a short batch: the loop's linger may fill it
+        self._in_flight.update(e.id for e in batch)
+        return batch
 
     async def _deliver(self, batch: list[PendingEvent]) -> None:
         app_key = batch[0].app_key

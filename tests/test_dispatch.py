@@ -243,6 +243,21 @@ class TestConcurrency:
             assert sum(p.alert_count for p in s.posts()) == 60, "an event went out twice"
             assert s.sim.duplicates == 0
 
+    async def test_a_slot_goes_on_with_a_backlog_and_stops_at_a_failure(self, make_setup) -> None:
+        """A finished slot takes the next full batch itself (no round through the run loop);
+        a failed batch, a short batch or stopping hands control back to the loop."""
+        async with make_setup(batch_size=10, max_in_flight=1) as s:
+            s.add(55)
+            assert await s.dispatcher.step() == 1  # one task...
+            await s.dispatcher.wait_in_flight()
+            assert s.delivered() == 50  # ...five full batches; the short rest waits for the loop
+            assert len(s.posts()) == 5
+            s.add(30, start=100)
+            s.sim.script("500")
+            assert await s.dispatcher.step() == 1
+            await s.dispatcher.wait_in_flight()
+            assert len(s.posts()) == 6 and s.delivered() == 50  # no second batch after the 500
+
     async def test_long_outage_keeps_events_on_disk(self, make_setup) -> None:
         """2,000 events queued behind an outage: no `due()` call ever loads more than a batch."""
         async with make_setup(batch_size=50, max_in_flight=2) as s:
