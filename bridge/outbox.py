@@ -326,7 +326,7 @@ class Outbox:
         The watermark only ever moves forward, and only together with the events it passes.
         """
         now = time.time() if now is None else now
-        fresh: list[NewEvent] = []
+        fresh: list[NewEvent] = []  # stays empty without events
         with self._tx() as conn:
             if events:
                 # One batch insert; a key already recorded (or twice in the batch) is ignored by
@@ -398,15 +398,14 @@ class Outbox:
 
     def known(self, dedup_keys: Iterable[str]) -> set[str]:
         """Which of these dedup keys are already recorded (so a poll can skip normalizing them)."""
-        return self._known(self._conn, list(dedup_keys))
-
-    @staticmethod
-    def _known(conn: sqlite3.Connection, keys: list[str]) -> set[str]:
+        keys = list(dedup_keys)
         found: set[str] = set()
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            rows = conn.execute(f"SELECT dedup_key FROM events WHERE dedup_key IN ({marks})", chunk)
+            rows = self._conn.execute(
+                f"SELECT dedup_key FROM events WHERE dedup_key IN ({marks})", chunk
+            )
             found.update(r[0] for r in rows)
         return found
 

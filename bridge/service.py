@@ -136,6 +136,7 @@ class Bridge:
             catalog=self.catalog,
             backfill_concurrency=s.panther.backfill_concurrency,
             track_for=s.panther.track_for,
+            # Every store of new alerts (head poll, catch-up group, sweep) wakes the sender.
             on_recorded=lambda: self.dispatcher.wake(fresh=True),
         )
         self.status_sync = StatusSync(
@@ -223,8 +224,6 @@ class Bridge:
         self.poll_faults.succeeded()
         self.health.poll_succeeded()
         self.metrics.last_successful_poll.set(self.clock())
-        if result.new_events:
-            self.dispatcher.wake(fresh=True)
         log.info(
             "poll.completed",
             pages=result.pages,
@@ -248,8 +247,7 @@ class Bridge:
             self.sweep_faults.failed(exc)
             return None
         self.sweep_faults.succeeded()
-        if result.new_events:
-            self.dispatcher.wake(fresh=True)
+        if result.new_events:  # the poller woke the dispatcher as it stored them
             log.info("sweep.found_late_alerts", new_events=result.new_events, pages=result.pages)
         return result
 
