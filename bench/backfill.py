@@ -1,4 +1,4 @@
-"""Backfill benchmark: concurrent slices against one sequential pager (issue 3).
+"""Backfill benchmark: concurrent slices against one sequential pager.
 
     python -m bench.backfill [--alerts 5000] [--latency 0.05] [--concurrency 8] [--quick]
 

@@ -1,4 +1,4 @@
-"""The benchmark runner: `python -m bench` (issue 7).
+"""The benchmark runner: `python -m bench`.
 
 Every scenario starts fresh simulators in a helper process (`bench.sims`) and the client under
 test in a process of its own: the real bridge (`python -m bridge run --config F`), the naive
@@ -46,7 +46,7 @@ SCENARIOS = ("catchup", "steady", "outage", "normalizer", "backfill")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MB = 1024 * 1024
 
-# Targets of issue 7: (figure key, comparison, bound, unit/label).
+# The targets: (figure key, comparison, bound, unit/label).
 POLL_INTERVAL = 1.0
 TARGETS: dict[str, tuple[str, float]] = {
     "catchup.bridge_over_naive": (">=", 50.0),

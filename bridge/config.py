@@ -843,7 +843,7 @@ def load_config(
 
 
 def _hoist_routes(data: Any) -> list[str]:
-    """Accept a top-level `routes:` list as `routing.routes` (the spelling issue 4 uses)."""
+    """Accept a top-level `routes:` list as `routing.routes` (how some users write it)."""
     if not isinstance(data, dict) or "routes" not in data:
         return []
     routing = data.get("routing")

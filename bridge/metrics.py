@@ -52,7 +52,7 @@ class Metrics:
             ["reason"],
             registry=r,
         )
-        # Routing (issue 4), beyond DESIGN.md's list: dropping on purpose is not a dead letter.
+        # Routing, beyond DESIGN.md's list: dropping on purpose is not a dead letter.
         self.events_dropped = Counter(
             "bridge_events_dropped_total",
             "Alerts not sent on purpose, by reason (unrouted: no route and routing.unmatched "
@@ -123,7 +123,7 @@ class Metrics:
             registry=r,
         )
         self.build_info.labels(version=__version__).set(1)
-        # Panther side (issue 3): status tracking and enrichment, beyond DESIGN.md's contract list.
+        # Panther side: status tracking and enrichment, beyond DESIGN.md's contract list.
         self.tracked_alerts = Gauge(
             "bridge_tracked_alerts",
             "Forwarded Panther alerts whose status changes are still followed.",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -96,17 +95,15 @@ class TestCache:
         ) == 3
 
     async def test_outage_costs_one_bounded_wait(self, fx: Fixture) -> None:
-        fx.sim.script("slow:1.2", path="/rules/")
-        started = time.monotonic()
+        fx.sim.script("slow:5", path="/rules/")
         first = await fx.catalog.enrich([alert("Slow.Rule", "RULE")])
-        assert time.monotonic() - started < 1.5
         assert first["a1"] == (None, [])
+        slow = [r for r in fx.sim.requests if r.path == "/rules/Slow.Rule"]
+        assert len(slow) == 1 and slow[0].status == 0, "enrich returned before Panther answered"
         fx.sim.script("500", path="/policies/")
         await fx.catalog.enrich([alert("Failing.Policy", "POLICY")])
         # Now considered down: no further fetch, no wait.
-        started = time.monotonic()
         await fx.catalog.enrich([alert("Other.Policy", "POLICY")])
-        assert time.monotonic() - started < 0.5
         assert fx.count("/policies/Other.Policy") == 0
         assert fx.metrics.registry.get_sample_value(
             "bridge_catalog_errors_total", {"reason": "unavailable"}
