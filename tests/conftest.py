@@ -35,3 +35,23 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 def metrics() -> Metrics:
     """A fresh registry per test, so counters start at zero."""
     return Metrics()
+
+
+# Modules that run the whole bridge (a process, or `Bridge` in-process) against both simulators:
+# marked `e2e`, so `pytest -m "not e2e"` is the quick unit run.
+E2E_MODULES = frozenset({
+    "test_backfill",
+    "test_bench_smoke",
+    "test_crash",
+    "test_delivery_e2e",
+    "test_dlq_cli",
+    "test_integration",
+    "test_lifecycle",
+    "test_metrics_exposed",
+})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.stem in E2E_MODULES:
+            item.add_marker(pytest.mark.e2e)

@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from shared_docs import shared_file
 
 from bridge import __version__
 from bridge.config import load_config
@@ -50,7 +51,6 @@ DESIGN_METRICS = {
     "bridge_build_info": {"version"},
 }
 HISTOGRAMS = {"bridge_http_request_duration_seconds", "bridge_delivery_latency_seconds"}
-DESIGN_MD = Path(__file__).resolve().parents[2] / "shared" / "DESIGN.md"
 
 
 class Exposition:
@@ -237,8 +237,6 @@ class TestMetricsExposed:
 
 def test_design_md_lists_the_same_metrics() -> None:
     """The list above is DESIGN.md's (checked when shared/ sits beside the repository)."""
-    if not DESIGN_MD.exists():
-        pytest.skip(f"{DESIGN_MD} not present")
-    section = DESIGN_MD.read_text().split("**Metrics**", 1)[1].split("\n\n", 1)[0]
+    section = shared_file("DESIGN.md").read_text().split("**Metrics**", 1)[1].split("\n\n", 1)[0]
     named = set(re.findall(r"`(bridge_[a-z_]+)", section))
     assert named == set(DESIGN_METRICS)

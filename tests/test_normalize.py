@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from shared_docs import shared_file
 
 from bridge.config import MappingSettings
 from bridge.normalize import (
@@ -23,15 +23,11 @@ from bridge.normalize import (
 )
 from bridge.sim.bigpanda import validate_alert
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "api" / "examples"
 RULES = MappingRules(console_url="https://acme.runpanther.net")
 
 
 def example(name: str) -> dict:
-    path = EXAMPLES / name
-    if not path.exists():  # pragma: no cover - the examples ship beside the repo in CI
-        pytest.skip(f"{path} not available")
-    return json.loads(path.read_text())
+    return json.loads(shared_file(f"api/examples/{name}").read_text())
 
 
 def minimal(**fields) -> dict:
@@ -352,7 +348,10 @@ class TestConstraints:
         assert "type" in out.detail
 
     def test_every_example_passes_strict_validation(self) -> None:
-        for path in sorted(EXAMPLES.glob("panther-alert-*.json")):
+        examples = shared_file("api/examples")
+        paths = sorted(examples.glob("panther-alert-*.json"))
+        assert paths, f"no panther-alert-*.json in {examples}"
+        for path in paths:
             out = normalize(json.loads(path.read_text()), rules=RULES)
             assert validate_alert(out, strict=True) == [], path.name
 
