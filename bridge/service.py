@@ -24,6 +24,7 @@ from bridge.catalog import Catalog
 from bridge.config import Settings
 from bridge.dispatch import Dispatcher, JobTracker
 from bridge.errors import BridgeError, ConfigError
+from bridge.failures import FailureBurst
 from bridge.filters import AlertFilter
 from bridge.health import Health
 from bridge.logs import scrubber
@@ -31,7 +32,7 @@ from bridge.metrics import Metrics
 from bridge.normalize import MappingRules
 from bridge.outbox import Outbox
 from bridge.panther.client import PantherClient
-from bridge.poller import FailureBurst, Poller, PollResult
+from bridge.poller import Poller, PollResult
 from bridge.retry import RetryPolicy
 from bridge.routing import Router
 from bridge.server import build_app
