@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+import structlog
 from harness import APP_KEY, BIGPANDA_TOKEN, sample_event, wait_until
 from hypothesis import given
 from hypothesis import strategies as st
@@ -388,3 +389,65 @@ class TestShutdown:
                 took = await wait_until(all_sent(s, 1), 2, what="delivery")
             assert took < 0.5
             assert APP_KEY in s.posts()[0].body.decode()
+
+
+class TestBisection:
+    """A rejected batch is bisected: each bad event is dead-lettered once, the rest delivered,
+    without a crash, a retry or a resend of what was already isolated."""
+
+    async def test_every_event_bad(self, make_setup) -> None:
+        """400 for every batch: 200 events, all dead-lettered once, a full bisection each."""
+        async with make_setup(batch_size=20, max_in_flight=2) as s:
+            s.add(200)
+            s.sim.script("400*")
+            with structlog.testing.capture_logs() as logs:
+                async with s.running():
+                    await wait_until(
+                        lambda: s.outbox.counts()["dead"] == 200, 30, what="200 dead letters"
+                    )
+            letters = s.outbox.dead_letters(limit=1000)
+            assert sorted(int(d.alert_id, 16) for d in letters) == list(range(200))
+            assert {d.reason for d in letters} == {"rejected"}
+            assert all("HTTP 400" in d.detail and d.payload for d in letters)
+            assert s.delivered() == 0
+            # A batch of 20 bad events is a full binary tree of 39 requests, and nothing more:
+            # no isolated event went out again.
+            posts = s.posts()
+            assert len(posts) == 10 * 39
+            singles = [orjson.loads(p.body)["alerts"][0]["incident_identifier"]
+                       for p in posts if p.alert_count == 1]
+            assert len(singles) == len(set(singles)) == 200
+            assert not [e for e in logs if e["event"] == "batch.crashed"]
+            assert sum(e["event"] == "event.rejected" for e in logs) == 200
+            assert s.outbox.counts()["pending"] == 0
+            assert s.dispatcher._metrics.registry.get_sample_value(
+                "bridge_events_dead_lettered_total", {"reason": "rejected"}
+            ) == 200
+
+    async def test_one_bad_in_200(self, make_setup) -> None:
+        """One poisoned event among 200: it alone is dead-lettered, the 199 others delivered,
+        the good batches in one request each and the bad one in a few."""
+        async with make_setup(batch_size=20, max_in_flight=2) as s:
+            s.add(200)
+            bad = f"{137:032x}"
+            s.sim.poison(bad)
+            with structlog.testing.capture_logs() as logs:
+                async with s.running():
+                    await wait_until(all_sent(s, 199), 10, what="199 delivered")
+                    await wait_until(
+                        lambda: s.outbox.counts()["dead"] == 1, 5, what="a dead letter"
+                    )
+            (letter,) = s.outbox.dead_letters()
+            assert letter.alert_id == bad and letter.reason == "rejected"
+            assert "poisoned" in letter.detail
+            accepted = [a.alert["panther_alert_id"] for a in s.sim.accepted]
+            assert sorted(accepted) == sorted(f"{i:032x}" for i in range(200) if i != 137)
+            assert s.sim.duplicates == 0
+            posts = s.posts()
+            rejected = [p for p in posts if p.status == 400]
+            # 20 -> 10 -> 5 -> 2|3 -> ... : one rejection per level down to the bad event.
+            assert 1 < len(rejected) <= 6
+            assert len([p for p in posts if p.status == 201]) <= 9 + len(rejected)
+            assert not [e for e in logs if e["event"] in ("batch.crashed", "batch.failed")]
+            (event,) = [e for e in logs if e["event"] == "event.rejected"]
+            assert event["alert_id"] == bad and event["status"] == 400

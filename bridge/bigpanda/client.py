@@ -28,9 +28,8 @@ DOCUMENTED_SUCCESS = frozenset({201, 204})
 # Answers that mean "no Alerts API here", never "these events are bad".
 NO_SUCH_ENDPOINT = (404, 405)
 API_URL_HINT = (
-    "check bigpanda.api_url: it must be BigPanda's API (https://api.bigpanda.io, EU"
-    " https://eu-api.bigpanda.io), reached directly or through a proxy that passes answers on;"
-    " the events stay queued and are retried"
+    "check bigpanda.api_url (BigPanda's API: https://api.bigpanda.io, EU"
+    " https://eu-api.bigpanda.io) and any proxy on the way; the events stay queued and are retried"
 )
 
 
@@ -101,16 +100,16 @@ class BigPandaClient:
         """The error for an answer that cannot have come from BigPanda's Alerts API."""
         kind = resp.headers.get("Content-Type", "no content type").split(";")[0].strip()
         text = self._http.redact(resp.body.decode("utf-8", errors="replace"))
+        shown = shorten(" ".join(text.split()), MAX_QUOTED_BODY)
         if resp.status in NO_SUCH_ENDPOINT:
             what = f"answered HTTP {resp.status} (no such endpoint at {self.api_url})"
         else:
-            shown = " ".join(text.split())
             what = (
-                f"answered HTTP {resp.status} with a body that is not BigPanda's JSON ({kind}:"
-                f" {shorten(shown, MAX_QUOTED_BODY)!r}), so the batch was not taken as delivered"
+                f"answered HTTP {resp.status} with a {kind} body, not BigPanda's JSON:"
+                " not delivered"
             )
         return BadResponseError(
-            f"bigpanda POST {ALERTS_PATH} {what}; {API_URL_HINT}",
+            f"bigpanda POST {ALERTS_PATH} {what}; {API_URL_HINT}; the body: {shown!r}",
             target="bigpanda",
             status=resp.status,
             body=shorten(text, MAX_ERROR_BODY),

@@ -445,6 +445,10 @@ class BigPandaSimulator:
         a token ending in `*` stays, answering every later POST."""
         self._script.extend(parse_script(spec))
 
+    def clear_script(self) -> None:
+        """Forget the scripted answers not used yet (a repeating `*` token included)."""
+        self._script.clear()
+
     def outage(self, seconds: float, *, status: int = 503) -> None:
         """Answer every alerts POST with `status` for the next `seconds`."""
         self._outage_until = time.monotonic() + seconds
