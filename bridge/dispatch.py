@@ -131,7 +131,11 @@ class Dispatcher:
         self._stopping = stopping
         try:
             while not stopping.is_set():
-                started = await self.step()
+                try:
+                    started = await self.step()
+                except StateError as exc:  # the queue cannot be read: wait, do not spin
+                    self._on_state_error((), exc)
+                    started = 0
                 if not started:
                     await self._idle(stopping)
             await self.finish_in_flight(self._shutdown_grace)
@@ -424,7 +428,7 @@ class Dispatcher:
         """
         pause = max(self._policy.delay(1), self._policy.initial_backoff)
         self._paused_until = max(self._paused_until, self._clock() + pause)
-        self._metrics.retries.labels(target="bigpanda", reason=exc.reason).inc()
+        self._metrics.state_errors.labels(reason=exc.reason).inc()
         fields = {"events": len(batch), "reason": exc.reason, "error": str(exc)[:500],
                   "pause_seconds": round(pause, 3)}
         if not self._state_failing:
@@ -474,11 +478,17 @@ class JobTracker:
                 await asyncio.wait_for(stopping.wait(), self._poll_interval)
 
     async def poll_all(self) -> None:
-        jobs = self._outbox.jobs()
-        self._metrics.jobs_in_flight.set(len(jobs))
-        for job in jobs:
-            await self._poll(job.id, job.url, job.deadline)
-        self._metrics.jobs_in_flight.set(len(self._outbox.jobs()))
+        try:
+            jobs = self._outbox.jobs()
+            self._metrics.jobs_in_flight.set(len(jobs))
+            for job in jobs:
+                await self._poll(job.id, job.url, job.deadline)
+            self._metrics.jobs_in_flight.set(len(self._outbox.jobs()))
+        except StateError as exc:
+            # A job's outcome that cannot be recorded is asked again at the next round: the
+            # job stays open in the state, and BigPanda answers the same.
+            self._metrics.state_errors.labels(reason=exc.reason).inc()
+            log.warning("job.unrecorded", reason=exc.reason, error=str(exc)[:500])
 
     async def _poll(self, job_id: int, url: str, deadline: float) -> None:
         now = self._clock()
