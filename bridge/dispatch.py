@@ -291,9 +291,6 @@ class Dispatcher:
             else:  # RETRY, PAUSE; HALT cannot come from a request, and is not the events' fault
                 self._on_retriable(batch, exc)
             return
-        if self._state_failing:
-            self._state_failing = False
-            log.info("state.writable_again", hint="delivery records its results again")
         self._auth_failures = 0
         if self._failures >= CIRCUIT_THRESHOLD:
             log.info("bigpanda.recovered", failures=self._failures)
@@ -311,6 +308,7 @@ class Dispatcher:
                 max(e.attempts for e in batch), min(failed_at) if failed_at else None
             )
             self._metrics.jobs_in_flight.inc()
+            self._state_recorded()
             log.info("batch.accepted_as_job", job=job_id, events=len(batch), app_key=app_key)
             return
         if accepted.status == 202:
@@ -320,6 +318,7 @@ class Dispatcher:
                 hint="BigPanda answered 202 without a Location header; counted as delivered",
             )
         self._outbox.mark_sent([e.id for e in batch], now=now)
+        self._state_recorded()
         self.count_delivered([(e.bp_status, e.event_time) for e in batch], now)
         log.debug("batch.delivered", events=len(batch), status=accepted.status, app_key=app_key)
 
@@ -436,6 +435,11 @@ class Dispatcher:
             log.error("batch.unrecorded", **fields)
         else:
             log.debug("batch.unrecorded", **fields)
+
+    def _state_recorded(self) -> None:
+        if self._state_failing:
+            self._state_failing = False
+            log.info("state.writable_again", hint="delivery records its results again")
 
     def _requeue_until_pause_ends(self, events: Sequence[PendingEvent], why: str) -> None:
         self._outbox.mark_retry(

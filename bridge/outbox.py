@@ -874,18 +874,20 @@ def state_error(exc: sqlite3.Error, path: Path, doing: str) -> StateError:
         )
     if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or "malformed" in lowered:
         return StateCorruptError(_corrupt_message(path, text))
-    if primary in (_SQLITE_BUSY, _SQLITE_LOCKED):
+    if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "database is locked" in lowered:
         return StateBusyError(
             f"state.path {path} stayed locked beyond the busy timeout ({text}) while {doing}:"
             " another program holds a long transaction on it (an open sqlite3 shell?): end it"
         )
-    if primary in (_SQLITE_READONLY, _SQLITE_PERM, _SQLITE_CANTOPEN):
+    if primary in (_SQLITE_READONLY, _SQLITE_PERM, _SQLITE_CANTOPEN) or any(
+        words in lowered for words in ("readonly database", "unable to open")
+    ):
         return StateAccessError(
             f"state.path {path}: cannot write the state ({text}) while {doing}: the file, its"
             f" -wal and -shm files and the directory {path.parent} must be writable by the"
             " bridge's user, on a file system mounted read-write"
         )
-    if primary == _SQLITE_IOERR:
+    if primary == _SQLITE_IOERR or "i/o error" in lowered:
         return StateIOError(
             f"state.path {path}: I/O error ({text}) while {doing}: check the disk and the"
             " mount (the kernel log says more); the bridge retries"

@@ -7,6 +7,7 @@ ready and resumes once space returns.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import sqlite3
@@ -15,18 +16,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import structlog
 import yaml
 from harness import Rig, all_delivered, make_rig, metric, running, sample_event, wait_until
 
 from bridge import cli
 from bridge.errors import (
     StateAccessError,
+    StateBusyError,
     StateCorruptError,
     StateError,
     StateFullError,
+    StateIOError,
     StateLockedError,
 )
-from bridge.outbox import Outbox
+from bridge.outbox import Outbox, state_error
 
 # SQLite's largest page count: "no limit" again after a test made the disk "full".
 NO_LIMIT = 1_073_741_823
@@ -254,3 +258,99 @@ class TestServiceOnAFullDisk:
         delivered = rig.delivered()
         assert set(delivered) == set(queued + later)
         assert max(delivered.values()) == 1
+
+
+class TestStateErrorMapping:
+    """SQLite's failures, by code or by message, become the type that says what to do."""
+
+    @pytest.mark.parametrize(
+        ("exc", "kind", "says"),
+        [
+            (sqlite3.OperationalError("database or disk is full"), StateFullError, "disk is full"),
+            (sqlite3.DatabaseError("database disk image is malformed"), StateCorruptError,
+             "is damaged"),
+            (sqlite3.OperationalError("database is locked"), StateBusyError, "busy timeout"),
+            (sqlite3.OperationalError("attempt to write a readonly database"), StateAccessError,
+             "must be writable"),
+            (sqlite3.OperationalError("disk I/O error"), StateIOError, "I/O error"),
+            (sqlite3.OperationalError("no such table: queue"), StateError, "no such table"),
+        ],
+    )
+    def test_mapping(self, exc: sqlite3.Error, kind: type[StateError], says: str) -> None:
+        error = state_error(exc, Path("/var/lib/bridge/bridge.db"), "record")
+        assert type(error) is kind
+        assert says in str(error) and "state.path /var/lib/bridge/bridge.db" in str(error)
+
+    def test_a_raw_sqlite_error_from_any_method_is_typed(self, tmp_path: Path) -> None:
+        """A public method meeting a SQLite failure raises the typed error, cause attached."""
+        outbox = Outbox.open(tmp_path / "bridge.db")
+        try:
+            outbox._conn.execute("DROP TABLE dead_letters")
+            with pytest.raises(StateError, match="no such table: dead_letters") as info:
+                outbox.dead_letters()
+            assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+        finally:
+            outbox.close()
+
+
+class FullOnMarkSent(Outbox):
+    """An outbox whose disk is "full" for the first `full_for` attempts to record a delivery."""
+
+    full_for = 2
+    refused = 0
+
+    def mark_sent(self, ids, **kwargs):  # type: ignore[no-untyped-def]
+        if self.refused < self.full_for:
+            self.refused += 1
+            raise state_error(
+                sqlite3.OperationalError("database or disk is full"), self.path, "mark sent"
+            )
+        return super().mark_sent(ids, **kwargs)
+
+
+class TestSenderOnAFullDisk:
+    """A delivery that cannot be recorded is sent again (byte-identical, BigPanda answers 204)
+    once it can: nothing lost, nothing stored twice, no crash."""
+
+    async def test_unrecorded_batch_is_resent_then_recorded(self, tmp_path: Path) -> None:
+        import aiohttp
+
+        from bridge.bigpanda.client import BigPandaClient
+        from bridge.dispatch import Dispatcher
+        from bridge.health import Health
+        from bridge.metrics import Metrics
+        from bridge.retry import RetryPolicy
+        from bridge.sim import serve_app
+        from bridge.sim.bigpanda import BigPandaSimulator
+
+        sim = BigPandaSimulator(token="tok-0123456789")
+        outbox = FullOnMarkSent.open(tmp_path / "bridge.db")
+        metrics = Metrics()
+        try:
+            outbox.record([sample_event(i) for i in range(5)])
+            async with serve_app(sim.app) as url, aiohttp.ClientSession() as session:
+                client = BigPandaClient(session, api_url=url, api_token="tok-0123456789")
+                dispatcher = Dispatcher(
+                    client, outbox, metrics, Health(poll_interval=1.0), batch_size=10,
+                    max_in_flight=1, policy=RetryPolicy(initial_backoff=0.02, max_backoff=0.05),
+                    job_timeout=5.0, linger=0.0,
+                )
+                with structlog.testing.capture_logs() as logs:
+                    for _ in range(200):
+                        await dispatcher.step()
+                        await dispatcher.wait_in_flight()
+                        if outbox.counts()["sent"] == 5:
+                            break
+                        await asyncio.sleep(0.01)
+            assert outbox.counts()["sent"] == 5
+            assert [r.status for r in sim.requests] == [201, 204, 204]
+            assert len(sim.accepted) == 5
+            assert [e["log_level"] for e in logs if e["event"] == "batch.unrecorded"] == [
+                "error", "debug"
+            ]
+            assert not [e for e in logs if e["event"] == "batch.crashed"]
+            assert metrics.registry.get_sample_value(
+                "bridge_state_errors_total", {"reason": "disk_full"}
+            ) == 2
+        finally:
+            outbox.close()
