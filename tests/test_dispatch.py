@@ -24,7 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.bigpanda.client import Accepted, BigPandaClient
-from bridge.dispatch import MAX_BATCH_BYTES, Dispatcher, encode_batch
+from bridge.dispatch import MAX_BATCH_BYTES, Dispatcher, JobTracker, encode_batch
 from bridge.health import Health
 from bridge.metrics import Metrics
 from bridge.outbox import Outbox, PendingEvent
@@ -451,3 +451,56 @@ class TestBisection:
             assert not [e for e in logs if e["event"] in ("batch.crashed", "batch.failed")]
             (event,) = [e for e in logs if e["event"] == "event.rejected"]
             assert event["alert_id"] == bad and event["status"] == 400
+
+
+class RecordingPolicy(RetryPolicy):
+    """A retry policy that remembers the attempt number of every delay it was asked for."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.asked: list[int] = []
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        self.asked.append(attempt)
+        return super().delay(attempt, retry_after)
+
+
+class TestFailedJobs:
+    """A job that fails or answers 404 backs off more each time, then expires."""
+
+    async def test_job_404_backs_off_then_expires(self, make_setup) -> None:
+        async with make_setup(batch_size=10, max_in_flight=1) as s:
+            clock = [1_000_000.0]
+            policy = RecordingPolicy(initial_backoff=1.0, max_backoff=60.0, give_up_after=100.0,
+                                     rng=random.Random(5))
+            s.dispatcher._policy = policy
+            s.dispatcher._clock = lambda: clock[0]
+            tracker = JobTracker(s.client, s.outbox, s.dispatcher._metrics, s.dispatcher,
+                                 poll_interval=0.01, policy=policy, clock=lambda: clock[0])
+            s.add(3)
+            s.sim.script("202*")
+            s.sim.job_script("404")
+            rounds = 0
+            while s.outbox.counts()["dead"] < 3:
+                rounds += 1
+                assert rounds < 20, "the batch was never dead-lettered"
+                policy.asked.clear()
+                assert await s.dispatcher.step() == 1
+                await s.dispatcher.wait_in_flight()
+                assert s.outbox.counts()["jobs"] == 1
+                await tracker.poll_all()
+                assert s.outbox.counts()["jobs"] == 0
+                if s.outbox.counts()["dead"]:
+                    break
+                (queued,) = {e.attempts for e in s.outbox.due(10, now=float("inf"))}
+                # Each failed job asks for the delay of one attempt more than the last.
+                assert policy.asked == [queued]
+                assert queued == rounds
+                clock[0] += 30.0  # past any backoff of this policy's early attempts
+            letters = s.outbox.dead_letters()
+            assert {d.reason for d in letters} == {"expired"} and len(letters) == 3
+            assert all("HTTP 404" in d.detail for d in letters)
+            # First failure at t0, expired once 100 s had passed since: at the fifth job.
+            assert rounds == 5
+            assert len(s.posts()) == rounds
+            assert s.delivered() == 0
