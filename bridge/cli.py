@@ -47,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except BridgeError as exc:  # raised on purpose: the message says what to do
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 
@@ -181,6 +184,9 @@ def run_loop(main: Coroutine[Any, Any, T]) -> T:
     try:
         import uvloop
     except ImportError:
+        uvloop = None
+    # Outside the `except`: an error of the service must not come chained to the ImportError.
+    if uvloop is None:
         return asyncio.run(main)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)

@@ -4,18 +4,20 @@ The outbox accumulates; this module only sends (the aiokafka split). A batch is 
 of up to `batch_size` events of one app key, joined byte for byte, so a resend of the same events is
 a byte-identical request that BigPanda drops with 204 (shared/api/BIGPANDA.md).
 
-How a failure is handled is decided by the exception type's `retriable` flag and class:
+How a failure is handled is decided by its type (`bridge.failures.action_for`):
 - retriable (408, 429, 5xx but 501, transport errors): the events get a next attempt time from
   the retry policy; a 429 also pauses the whole sender, since every other batch would hit the
   same limit; so do `CIRCUIT_THRESHOLD` retriable failures in a row (BigPanda down or
   unreachable): the sender pauses for a growing backoff, then probes with one batch at a time
   until one gets through, instead of every queued batch retrying on its own clock and competing
   with intake for the whole outage;
-- permanent (other 4xx): the batch is bisected until the offending events are isolated; those go to
-  dead letters with the response body, the rest are delivered;
+- permanent (other 4xx): the batch is bisected until the offending events are isolated; each goes
+  to dead letters once, with the response body, and the rest are delivered;
 - auth (401/403): nothing is dropped, sending stops, readiness goes down, and a probe retries later.
 A 202 with `Location` parks the batch's events as a job; the job tracker polls it to `done`
-(delivered) or `failed` / timed out (back to the outbox).
+(delivered) or `failed` / timed out / gone (404): back to the outbox with a backoff that grows
+with each failed job, and dead-lettered `expired` once they have failed for `give_up_after`, so a
+job URL that answers 404 forever cannot make the bridge resend the same batch without end.
 
 Nothing about a batch lives only in memory: events stay `pending` in the outbox until an answer is
 recorded, so a crash (or a batch cancelled at the end of the shutdown grace) means a byte-identical
@@ -36,7 +38,8 @@ import orjson
 import structlog
 
 from bridge.bigpanda.client import BigPandaClient
-from bridge.errors import ApiError, AuthError, BridgeError, RateLimitedError, retry_reason
+from bridge.errors import ApiError, AuthError, BridgeError, StateError, retry_reason
+from bridge.failures import Action, action_for, retry_after_of, status_of
 from bridge.health import Health
 from bridge.metrics import Metrics
 from bridge.outbox import Outbox, PendingEvent
@@ -99,6 +102,11 @@ class Dispatcher:
         # Whether the last batch taken was full (by count or bytes): more are waiting.
         self._backlog = False
         self._stopping: asyncio.Event | None = None
+        # Retry state of the batches parked as jobs (job id -> attempts, first failure), so a
+        # failed job backs off and expires like a failed send. Only a hint: the durable values
+        # are in the outbox and come back with the batch on its next send.
+        self.job_batches: dict[int, tuple[int, float | None]] = {}
+        self._state_failing = False
 
     # -- signals from the rest of the bridge --------------------------------------------------
 
@@ -123,7 +131,11 @@ class Dispatcher:
         self._stopping = stopping
         try:
             while not stopping.is_set():
-                started = await self.step()
+                try:
+                    started = await self.step()
+                except StateError as exc:  # the queue cannot be read: wait, do not spin
+                    self._on_state_error((), exc)
+                    started = 0
                 if not started:
                     await self._idle(stopping)
             await self.finish_in_flight(self._shutdown_grace)
@@ -241,6 +253,8 @@ class Dispatcher:
             while batch:
                 try:
                     await self._deliver(batch)
+                except StateError as exc:
+                    self._on_state_error(batch, exc)
                 except Exception:  # a bug in one batch must not stop delivery
                     log.exception("batch.crashed", events=len(batch), first_event=batch[0].id)
                     self._schedule_retry(batch, None, "internal error while sending")
@@ -268,17 +282,14 @@ class Dispatcher:
         body = encode_batch(app_key, [e.payload for e in batch])
         try:
             accepted = await self._client.post_alerts(body)
-        except AuthError as exc:
-            self._on_auth_error(batch, exc)
-            return
-        except ApiError as exc:
-            if exc.retriable:
-                self._on_retriable(batch, exc)
-            else:
-                await self._on_rejected(batch, exc)
-            return
         except BridgeError as exc:
-            self._on_retriable(batch, exc)
+            action = action_for(exc)
+            if action is Action.REFUSED and isinstance(exc, AuthError):
+                self._on_auth_error(batch, exc)
+            elif action is Action.REJECTED and isinstance(exc, ApiError):
+                await self._on_rejected(batch, exc)
+            else:  # RETRY, PAUSE; HALT cannot come from a request, and is not the events' fault
+                self._on_retriable(batch, exc)
             return
         self._auth_failures = 0
         if self._failures >= CIRCUIT_THRESHOLD:
@@ -292,7 +303,12 @@ class Dispatcher:
             job_id = self._outbox.add_job(
                 accepted.job_url, [e.id for e in batch], deadline=now + self._job_timeout, now=now
             )
+            failed_at = [e.first_failed_at for e in batch if e.first_failed_at is not None]
+            self.job_batches[job_id] = (
+                max(e.attempts for e in batch), min(failed_at) if failed_at else None
+            )
             self._metrics.jobs_in_flight.inc()
+            self._state_recorded()
             log.info("batch.accepted_as_job", job=job_id, events=len(batch), app_key=app_key)
             return
         if accepted.status == 202:
@@ -302,6 +318,7 @@ class Dispatcher:
                 hint="BigPanda answered 202 without a Location header; counted as delivered",
             )
         self._outbox.mark_sent([e.id for e in batch], now=now)
+        self._state_recorded()
         self.count_delivered([(e.bp_status, e.event_time) for e in batch], now)
         log.debug("batch.delivered", events=len(batch), status=accepted.status, app_key=app_key)
 
@@ -313,11 +330,11 @@ class Dispatcher:
             observe(max(0.0, now - event_time))
 
     def _on_retriable(self, batch: list[PendingEvent], exc: BridgeError) -> None:
-        retry_after = getattr(exc, "retry_after", None)
-        status = getattr(exc, "status", 0)
+        retry_after = retry_after_of(exc)
+        status = status_of(exc)
         reason = retry_reason(exc)
         self._metrics.retries.labels(target="bigpanda", reason=reason).inc()
-        if isinstance(exc, RateLimitedError):
+        if action_for(exc) is Action.PAUSE:
             pause = self._policy.delay(min(e.attempts for e in batch), retry_after)
             self._paused_until = max(self._paused_until, self._clock() + pause)
             log.warning("bigpanda.rate_limited", pause_seconds=round(pause, 3), status=status)
@@ -369,7 +386,7 @@ class Dispatcher:
         now = self._clock()
         self._paused_until = max(self._paused_until, now + probe)
         self._health.bigpanda_refused = f"HTTP {exc.status}: {exc}"[:500]
-        self._metrics.retries.labels(target="bigpanda", reason="auth").inc()
+        self._metrics.retries.labels(target="bigpanda", reason=exc.reason).inc()
         log.error(
             "bigpanda.credentials_refused", status=exc.status, error=str(exc)[:500],
             next_probe_seconds=round(probe, 1),
@@ -385,8 +402,9 @@ class Dispatcher:
         if len(batch) == 1:
             event = batch[0]
             self._dead_letter(batch, "rejected", f"HTTP {exc.status}: {exc.body}")
+            # Not `event=`: structlog takes the event name through that argument.
             log.error(
-                "event.rejected", event=event.id, alert_id=event.alert_id, status=exc.status,
+                "event.rejected", event_id=event.id, alert_id=event.alert_id, status=exc.status,
                 body=exc.body[:500],
             )
             return
@@ -399,6 +417,29 @@ class Dispatcher:
                 self._requeue_until_pause_ends(half, f"bisection of a {exc.status} paused")
             else:
                 await self._deliver(half)
+
+    def _on_state_error(self, batch: Sequence[PendingEvent], exc: StateError) -> None:
+        """The state file refused to record an answer (disk full, ...).
+
+        The batch may well have been delivered; its events stay pending in the file, so they go
+        out again, byte-identical, once their answer can be recorded (BigPanda drops the copy it
+        has with 204). Meanwhile the sender pauses rather than resending in a tight loop.
+        """
+        pause = max(self._policy.delay(1), self._policy.initial_backoff)
+        self._paused_until = max(self._paused_until, self._clock() + pause)
+        self._metrics.state_errors.labels(reason=exc.reason).inc()
+        fields = {"events": len(batch), "reason": exc.reason, "error": str(exc)[:500],
+                  "pause_seconds": round(pause, 3)}
+        if not self._state_failing:
+            self._state_failing = True
+            log.error("batch.unrecorded", **fields)
+        else:
+            log.debug("batch.unrecorded", **fields)
+
+    def _state_recorded(self) -> None:
+        if self._state_failing:
+            self._state_failing = False
+            log.info("state.writable_again", hint="delivery records its results again")
 
     def _requeue_until_pause_ends(self, events: Sequence[PendingEvent], why: str) -> None:
         self._outbox.mark_retry(
@@ -441,11 +482,17 @@ class JobTracker:
                 await asyncio.wait_for(stopping.wait(), self._poll_interval)
 
     async def poll_all(self) -> None:
-        jobs = self._outbox.jobs()
-        self._metrics.jobs_in_flight.set(len(jobs))
-        for job in jobs:
-            await self._poll(job.id, job.url, job.deadline)
-        self._metrics.jobs_in_flight.set(len(self._outbox.jobs()))
+        try:
+            jobs = self._outbox.jobs()
+            self._metrics.jobs_in_flight.set(len(jobs))
+            for job in jobs:
+                await self._poll(job.id, job.url, job.deadline)
+            self._metrics.jobs_in_flight.set(len(self._outbox.jobs()))
+        except StateError as exc:
+            # A job's outcome that cannot be recorded is asked again at the next round: the
+            # job stays open in the state, and BigPanda answers the same.
+            self._metrics.state_errors.labels(reason=exc.reason).inc()
+            log.warning("job.unrecorded", reason=exc.reason, error=str(exc)[:500])
 
     async def _poll(self, job_id: int, url: str, deadline: float) -> None:
         now = self._clock()
@@ -454,13 +501,10 @@ class JobTracker:
             return
         try:
             state = await self._client.get_job(url)
-        except ApiError as exc:
-            if exc.status == 404:
-                self._fail(job_id, "failed", "job no longer exists (404)")
-                return
-            log.warning("job.poll_failed", job=job_id, error=str(exc)[:300])
-            return
         except BridgeError as exc:
+            if isinstance(exc, ApiError) and exc.status == 404:
+                self._fail(job_id, "failed", f"job {url} no longer exists (HTTP 404)")
+                return
             log.warning("job.poll_failed", job=job_id, error=str(exc)[:300])
             return
         self._outbox.note_job_poll(job_id, state.status)
@@ -476,10 +520,31 @@ class JobTracker:
             log.warning("job.unknown_status", job=job_id, status=state.status[:50])
 
     def _fail(self, job_id: int, result: str, error: str) -> None:
+        """A job that did not end `done`: its events back in line with a backoff that grows with
+        each failed job, or dead-lettered `expired` once they have failed for `give_up_after`.
+
+        `result` is the `bridge_jobs_total` label: `failed` (the job said so, or its URL answers
+        404: a job that can never be read again) or `timeout`.
+        """
         now = self._clock()
-        ids = self._outbox.finish_job(
-            job_id, done=False, error=error, retry_at=now + self._policy.delay(0), now=now
-        )
+        attempts, first_failed_at = self._dispatcher.job_batches.pop(job_id, (0, None))
         self._metrics.jobs.labels(result=result).inc()
-        log.warning(f"job.{result}", job=job_id, events=len(ids), error=error)
+        if self._policy.expired(first_failed_at, now):
+            ids = [i for i, _, _ in self._outbox.job_events(job_id)]
+            moved = self._outbox.dead_letter(
+                ids, reason="expired", detail=f"still failing after retries: {error}", now=now
+            )
+            self._outbox.finish_job(job_id, done=False, error=error, now=now)
+            if moved:
+                self._metrics.events_dead_lettered.labels(reason="expired").inc(moved)
+            log.error("job.expired", job=job_id, result=result, events=moved, error=error)
+            return
+        delay = self._policy.delay(attempts + 1)
+        ids = self._outbox.finish_job(
+            job_id, done=False, error=error, retry_at=now + delay, now=now
+        )
+        log.warning(
+            "job.failed", job=job_id, result=result, events=len(ids), error=error,
+            retry_in_seconds=round(delay, 3),
+        )
         self._dispatcher.wake()

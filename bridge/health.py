@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Health:
-    """Ready means: state open, a Panther poll succeeded within 3 intervals, BigPanda accepts us."""
+    """Ready means: state open and writable, a Panther poll succeeded within 3 intervals, Panther
+    neither refuses nor rejects our requests, BigPanda accepts us."""
 
     poll_interval: float
     clock: Callable[[], float] = time.time
@@ -18,7 +19,12 @@ class Health:
     last_poll_ok_at: float | None = None
     last_poll_error: str | None = None
     panther_refused: str | None = None
+    # Permanent answers from Panther (400, 404, ...) by loop (poll, sweep, status_sync): each is
+    # retried at the slow cadence only, and cleared by that loop's next success.
+    panther_rejected: dict[str, str] = field(default_factory=dict)
     bigpanda_refused: str | None = None
+    # The state file cannot be written (disk full, ...): intake is paused, delivery goes on.
+    state_problem: str | None = None
 
     def __post_init__(self) -> None:
         self.started_at = self.clock()
@@ -34,8 +40,14 @@ class Health:
         now = self.clock()
         if not self.state_open:
             reasons.append("state database is not open")
+        if self.state_problem:
+            reasons.append(f"state database cannot be written, intake paused: {self.state_problem}")
         if self.panther_refused:
             reasons.append(f"Panther refuses our credentials: {self.panther_refused}")
+        for loop, message in sorted(self.panther_rejected.items()):
+            reasons.append(
+                f"Panther rejects the {loop} requests (retried at the slow cadence only): {message}"
+            )
         window = 3 * self.poll_interval
         if self.last_poll_ok_at is None:
             reasons.append("no successful Panther poll yet")

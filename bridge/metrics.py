@@ -141,6 +141,15 @@ class Metrics:
             registry=r,
         )
 
+        # State trouble (disk full, a damaged file, ...), beyond DESIGN.md's contract list.
+        self.state_errors = Counter(
+            "bridge_state_errors_total",
+            "Failed reads or writes of the state database, by reason (disk_full, corrupt, busy,"
+            " access, io, state).",
+            ["reason"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         """The Prometheus text exposition of everything in this registry."""
         return generate_latest(self.registry)

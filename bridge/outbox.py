@@ -15,17 +15,27 @@ across a process crash (SIGKILL); only a power loss can drop the last commits.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import functools
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
-from bridge.errors import StateError
+from bridge.errors import (
+    StateAccessError,
+    StateBusyError,
+    StateCorruptError,
+    StateError,
+    StateFullError,
+    StateIOError,
+    StateLockedError,
+)
 
 SCHEMA_VERSION = 2
 # WAL pages after which a commit checkpoints by itself (SQLite's default is 1,000). The service
@@ -224,13 +234,24 @@ class Outbox:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StateError(
+            raise StateAccessError(
                 f"state.path {path}: cannot create directory {path.parent}: {exc.strerror}; "
                 "set state.path to a writable location"
-            ) from exc
+            ) from None
+        if path.is_dir():
+            raise StateAccessError(
+                f"state.path {path} is a directory: set state.path to a file inside it"
+                f" (e.g. {path / 'bridge.db'})"
+            )
         lock_fd = _lock(path) if exclusive else None
         try:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            # Before anything writes to it: a damaged file is refused, not run on (and the
+            # switch to WAL below would already write to it).
+            problems = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
+            if problems != ["ok"]:
+                conn.close()
+                raise StateCorruptError(_corrupt_message(path, "; ".join(problems)))
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
@@ -244,13 +265,12 @@ class Outbox:
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StateError) as exc:
             if lock_fd is not None:
                 os.close(lock_fd)
-            raise StateError(
-                f"state.path {path}: cannot open the state database: {exc}; "
-                "check the file is a bridge state file and the disk is writable"
-            ) from exc
+            if isinstance(exc, StateError):
+                raise
+            raise state_error(exc, path, "opening the state database") from None
         return cls(conn, path, lock_fd)
 
     def close(self) -> None:
@@ -284,10 +304,20 @@ class Outbox:
         try:
             yield self._conn
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            # SQLite may have rolled back by itself (a full disk, an I/O error): then there is
+            # nothing to roll back, and the error to report is the one that got us here.
+            if self._conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
             raise
         else:
-            self._conn.execute("COMMIT")
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error:
+                if self._conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
+                raise
 
     # -- meta: watermark and friends ---------------------------------------------------------
 
@@ -786,15 +816,109 @@ def _lock(path: Path) -> int:
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise StateError(
-            f"state.path {path}: cannot create lock file {lock_path}: {exc.strerror}"
-        ) from exc
+        if lock_path.exists():
+            raise StateAccessError(
+                f"state.path {path}: lock file {lock_path} exists but cannot be opened for"
+                f" writing ({exc.strerror}): give the bridge's user write access to it (chown,"
+                " chmod), or remove it while no bridge runs on this state"
+            ) from None
+        raise StateAccessError(
+            f"state.path {path}: cannot create lock file {lock_path}: {exc.strerror}; the"
+            f" directory {path.parent} must be writable by the bridge's user"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
         os.close(fd)
-        raise StateError(
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise StateAccessError(
+                f"state.path {path}: cannot lock {lock_path}: {exc.strerror}"
+            ) from None
+        raise StateLockedError(
             f"state.path {path} is in use by another bridge process (lock {lock_path} is held);"
             " stop it first (a backfill cannot run beside `bridge run` on the same state)"
-        ) from exc
+        ) from None
     return fd
+
+
+# -- state errors as data ---------------------------------------------------------------------
+
+# SQLite's primary result codes (https://sqlite.org/rescode.html) that say what to do.
+_SQLITE_PERM, _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY = 3, 5, 6, 8
+_SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN = 10, 11, 13, 14
+_SQLITE_NOTADB = 26
+
+
+def _corrupt_message(path: Path, detail: str) -> str:
+    return (
+        f"state.path {path} is damaged ({detail[:300]}); the bridge will not run on it. Stop"
+        f" every bridge using it, then restore it from a backup, or move it aside"
+        f" (mv {path} {path}.damaged, with its -wal and -shm files) to start with a fresh state:"
+        " a fresh state re-reads panther.initial_lookback of alerts (BigPanda drops the exact"
+        " resends) and starts without the old dead letters and status tracking"
+    )
+
+
+def state_error(exc: sqlite3.Error, path: Path, doing: str) -> StateError:
+    """The typed `StateError` for a SQLite failure, with a message that says what to do."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    text = str(exc)
+    lowered = text.lower()
+    if primary == _SQLITE_FULL or "disk is full" in lowered:
+        return StateFullError(
+            f"state.path {path}: the disk is full ({text}) while {doing}: free space on the"
+            f" file system of {path.parent} (or raise its quota). Nothing was lost (the write"
+            " was rolled back whole); intake waits and resumes by itself once space returns,"
+            " and queued events keep being delivered meanwhile"
+        )
+    if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or "malformed" in lowered:
+        return StateCorruptError(_corrupt_message(path, text))
+    if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "database is locked" in lowered:
+        return StateBusyError(
+            f"state.path {path} stayed locked beyond the busy timeout ({text}) while {doing}:"
+            " another program holds a long transaction on it (an open sqlite3 shell?): end it"
+        )
+    if primary in (_SQLITE_READONLY, _SQLITE_PERM, _SQLITE_CANTOPEN) or any(
+        words in lowered for words in ("readonly database", "unable to open")
+    ):
+        return StateAccessError(
+            f"state.path {path}: cannot write the state ({text}) while {doing}: the file, its"
+            f" -wal and -shm files and the directory {path.parent} must be writable by the"
+            " bridge's user, on a file system mounted read-write"
+        )
+    if primary == _SQLITE_IOERR or "i/o error" in lowered:
+        return StateIOError(
+            f"state.path {path}: I/O error ({text}) while {doing}: check the disk and the"
+            " mount (the kernel log says more); the bridge retries"
+        )
+    return StateError(f"state.path {path}: {text} while {doing}")
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _typed_state_errors(method: _Method) -> _Method:
+    """Raise a `StateError` saying what to do instead of a raw `sqlite3.Error`."""
+    doing = method.__name__.replace("_", " ")
+
+    @functools.wraps(method)
+    def wrapper(self: Outbox, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.InterfaceError, sqlite3.ProgrammingError):
+            raise  # a bug of the bridge (a value SQLite cannot bind), not trouble with the file
+        except sqlite3.Error as exc:
+            raise state_error(exc, self.path, doing) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+# Every public method of the outbox (but the lifecycle ones, which handle their own) raises
+# typed errors: the callers (loops, CLI) then decide by type, as for HTTP errors.
+for _name, _member in list(vars(Outbox).items()):
+    if not _name.startswith("_") and _name not in ("open", "close", "checkpoint") and callable(
+        _member
+    ):
+        setattr(Outbox, _name, _typed_state_errors(_member))
+del _name, _member

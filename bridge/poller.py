@@ -36,15 +36,13 @@ import structlog
 from pydantic import ValidationError
 
 from bridge.catalog import Catalog, Enrichment
-from bridge.errors import AuthError, BridgeError, retry_reason
+from bridge.errors import BridgeError
 from bridge.filters import AlertFilter, listing_of
-from bridge.health import Health
 from bridge.metrics import Metrics
 from bridge.normalize import EVENT_ALERT, Invalid, MappingRules, normalize, validation_summary
 from bridge.outbox import NewEvent, Outbox, Rejected, TrackedAlert
 from bridge.panther.client import PantherClient
 from bridge.panther.models import Alert
-from bridge.retry import RetryPolicy
 from bridge.routing import Dropped, Router
 from bridge.timeutil import parse_timestamp
 
@@ -591,65 +589,6 @@ class Poller:
         return event, tracked
 
 
-# -- failures of the Panther loops ----------------------------------------------------------------
-
-
-class FailureBurst:
-    """The failures of one Panther loop (poll, sweep, status sync) since its last success.
-
-    Each failure is counted (`bridge_retries_total{target="panther",reason}`); only the first of a
-    burst is logged as a warning, the rest at debug, and the success that ends it once at info:
-    an hour-long outage is two log lines, not one per attempt. 401/403 is logged as an error
-    naming the permission the token lacks, and takes readiness down (`Health.panther_refused`).
-    """
-
-    def __init__(
-        self, name: str, metrics: Metrics, health: Health | None, policy: RetryPolicy
-    ) -> None:
-        self.name = name
-        self._metrics = metrics
-        self._health = health
-        self._policy = policy
-        self.failures = 0
-        self._retry_after: float | None = None
-
-    def failed(self, exc: BridgeError) -> None:
-        self.failures += 1
-        reason = retry_reason(exc)
-        self._retry_after = getattr(exc, "retry_after", None)
-        self._metrics.retries.labels(target="panther", reason=reason).inc()
-        message = str(exc)[:500]
-        if self._health is not None:
-            self._health.last_poll_error = message
-        if isinstance(exc, AuthError):
-            if self._health is not None:
-                self._health.panther_refused = message
-            if self.failures == 1:
-                log.error(f"{self.name}.unauthorized", status=exc.status, error=message)
-            return
-        fields = {"error": message, "status": getattr(exc, "status", 0), "reason": reason}
-        if self.failures == 1:
-            log.warning(f"{self.name}.failed", **fields)
-        else:
-            log.debug(f"{self.name}.failed", consecutive_failures=self.failures, **fields)
-
-    def succeeded(self) -> None:
-        if self.failures:
-            log.info(f"{self.name}.recovered", failures=self.failures)
-        self.failures = 0
-        self._retry_after = None
-
-    def delay(self, interval: float) -> float:
-        """The wait before the next attempt: `interval`, plus jittered backoff after failures,
-        at least a server's (capped) Retry-After."""
-        if not self.failures:
-            return interval
-        delay = interval + self._policy.delay(self.failures - 1)
-        if self._retry_after is not None:
-            delay = max(delay, min(self._retry_after, self._policy.max_retry_after))
-        return min(delay, max(self._policy.max_backoff, interval))
-
-
 def _original(raw: Mapping[str, Any]) -> bytes:
     """The alert as Panther sent it, keys sorted: kept for dead letters."""
     return orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
@@ -693,7 +632,6 @@ def _dt(epoch: float) -> datetime:
 
 
 __all__ = [
-    "FailureBurst",
     "PollResult",
     "Poller",
     "alert_key",

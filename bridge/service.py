@@ -23,7 +23,8 @@ from bridge.bigpanda.client import BigPandaClient
 from bridge.catalog import Catalog
 from bridge.config import Settings
 from bridge.dispatch import Dispatcher, JobTracker
-from bridge.errors import BridgeError, ConfigError
+from bridge.errors import BridgeError, ConfigError, StateError
+from bridge.failures import FailureBurst
 from bridge.filters import AlertFilter
 from bridge.health import Health
 from bridge.logs import scrubber
@@ -31,7 +32,7 @@ from bridge.metrics import Metrics
 from bridge.normalize import MappingRules
 from bridge.outbox import Outbox
 from bridge.panther.client import PantherClient
-from bridge.poller import FailureBurst, Poller, PollResult
+from bridge.poller import Poller, PollResult
 from bridge.retry import RetryPolicy
 from bridge.routing import Router
 from bridge.server import build_app
@@ -216,11 +217,17 @@ class Bridge:
     async def poll_cycle(self) -> PollResult | None:
         """Read new alerts into the outbox; on failure log, count, and leave the watermark alone."""
         started = self.clock()
+        if self._intake_paused():
+            return None
         try:
             result = await self.poller.poll_head()
+        except StateError as exc:
+            self._state_failed("poll", exc)
+            return None
         except BridgeError as exc:  # AuthError included: FailureBurst takes readiness down
             self.poll_faults.failed(exc)
             return None
+        self._state_recovered()
         self.poll_faults.succeeded()
         self.health.poll_succeeded()
         self.metrics.last_successful_poll.set(self.clock())
@@ -241,8 +248,13 @@ class Bridge:
 
     async def sweep_cycle(self) -> PollResult | None:
         """Re-read the overlap behind the watermarks for late-indexed alerts (its own cadence)."""
+        if self._intake_paused():
+            return None
         try:
             result = await self.poller.sweep_overlap()
+        except StateError as exc:
+            self._state_failed("sweep", exc)
+            return None
         except BridgeError as exc:
             self.sweep_faults.failed(exc)
             return None
@@ -253,8 +265,13 @@ class Bridge:
 
     async def sync_cycle(self) -> SyncResult | None:
         """Find status changes of tracked alerts and record them as events."""
+        if self._intake_paused():
+            return None
         try:
             result = await self.status_sync.sync()
+        except StateError as exc:
+            self._state_failed("status_sync", exc)
+            return None
         except BridgeError as exc:
             self.sync_faults.failed(exc)
             return None
@@ -266,6 +283,38 @@ class Bridge:
             fetched=result.fetched, changes=result.changes, expired=result.expired,
         )
         return result
+
+    # -- the state file refusing writes (disk full, ...) ----------------------------------------
+
+    def _state_failed(self, loop: str, exc: StateError) -> None:
+        """Intake could not store what it read: nothing moved (the page and its watermark are one
+        transaction), so it pauses, reports not ready, and tries again each interval. Delivery
+        of what is queued goes on."""
+        self.metrics.state_errors.labels(reason=exc.reason).inc()
+        message = str(exc)[:1000]
+        first = self.health.state_problem is None
+        self.health.state_problem = message
+        if first:
+            log.error("state.intake_paused", loop=loop, reason=exc.reason, error=message)
+        else:
+            log.debug("state.intake_paused", loop=loop, reason=exc.reason)
+
+    def _state_recovered(self) -> None:
+        if self.health.state_problem is not None:
+            self.health.state_problem = None
+            log.info("state.intake_resumed")
+
+    def _intake_paused(self) -> bool:
+        """While the state cannot be written, a loop asks nothing of Panther until one small
+        write succeeds (space is back, ...): pages it could not store would be read for nothing."""
+        if self.health.state_problem is None:
+            return False
+        try:
+            self.outbox.set_meta("state_probe", repr(self.clock()))
+        except StateError as exc:
+            self.metrics.state_errors.labels(reason=exc.reason).inc()
+            return True
+        return False
 
     async def _panther_loop(
         self,
@@ -311,10 +360,13 @@ class Bridge:
                     ))
                 tg.create_task(self._bound_shutdown(stopping, loops), name="shutdown-grace")
         finally:
-            self.refresh_gauges()
+            counts: dict[str, int] = {}
+            with contextlib.suppress(StateError):  # reported already, by the loop that met it
+                self.refresh_gauges()
+                counts = self.outbox.counts()
             if runner is not None:
                 await runner.cleanup()
-            log.info("bridge.stopped", **self.outbox.counts())
+            log.info("bridge.stopped", **counts)
 
     async def _bound_shutdown(self, stopping: asyncio.Event, loops: list[asyncio.Task]) -> None:
         """Once stopping, give the loops `server.shutdown_grace` to finish, then cancel the rest.
@@ -384,7 +436,8 @@ class Bridge:
 
     async def _housekeeping(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
-            self.refresh_gauges()
+            with contextlib.suppress(StateError):  # the gauges wait; the loops report it
+                self.refresh_gauges()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), GAUGE_INTERVAL)
 
@@ -432,7 +485,7 @@ class Bridge:
             await self.catalog.refresh()
         try:
             result = await self.poller.backfill(since, until)
-        except BridgeError as exc:
+        except BridgeError as exc:  # a StateError included: its message says what to do
             log.error("backfill.failed", error=str(exc)[:500])
             return False
         log.info(

@@ -63,10 +63,15 @@ class TestPostAlerts:
         mock.post(ALERTS, status=204)
         assert await client.post_alerts(BATCH) == Accepted(status=204, job_url=None)
 
-    async def test_200(self, mock: MockHttp, client: BigPandaClient) -> None:
-        """200 is accepted as any 2xx."""
+    async def test_200_with_json(self, mock: MockHttp, client: BigPandaClient) -> None:
+        """A 2xx other than 201/204/202-with-job counts when its body is JSON."""
         mock.post(ALERTS, status=200, payload={"status": "ok"})
         assert (await client.post_alerts(BATCH)).status == 200
+
+    async def test_201_body_is_never_read(self, mock: MockHttp, client: BigPandaClient) -> None:
+        """201 is documented: accepted whatever its (undocumented) body."""
+        mock.post(ALERTS, status=201, body="<html>created</html>", content_type="text/html")
+        assert await client.post_alerts(BATCH) == Accepted(status=201)
 
     async def test_202_relative_location(self, mock: MockHttp, client: BigPandaClient) -> None:
         """A relative Location is resolved against api_url."""
@@ -118,6 +123,45 @@ class TestPostFaults:
         assert TOKEN not in str(info.value) and TOKEN not in info.value.body
         assert info.value.target == "bigpanda"
         return info.value
+
+    @pytest.mark.parametrize(
+        ("status", "body", "content_type"),
+        [
+            (200, "<html><body>Welcome to nginx!</body></html>", "text/html"),
+            (200, "", "text/plain"),
+            (202, "<html>queued</html>", "text/html"),
+            (206, "not json", "text/plain"),
+        ],
+    )
+    async def test_2xx_without_json_is_not_delivered(
+        self, mock: MockHttp, client: BigPandaClient, status: int, body: str, content_type: str
+    ) -> None:
+        """A 2xx that is not BigPanda's (an HTML page, nothing) is retried, naming api_url."""
+        mock.post(ALERTS, status=status, body=body, content_type=content_type)
+        exc = await self.raises(client, BadResponseError)
+        assert exc.retriable and exc.status == status and exc.reason == "bad_response"
+        assert "check bigpanda.api_url" in str(exc)
+        assert f"answered HTTP {status}" in str(exc)
+        if body:
+            assert body[:20] in str(exc)
+
+    @pytest.mark.parametrize("status", [404, 405])
+    async def test_no_such_endpoint_is_retried(
+        self, mock: MockHttp, client: BigPandaClient, status: int
+    ) -> None:
+        """404/405 on the Alerts API: the endpoint is not there, the events are not at fault."""
+        mock.post(ALERTS, status=status, body="<html>Not Found</html>", content_type="text/html")
+        exc = await self.raises(client, BadResponseError)
+        assert exc.retriable
+        assert f"HTTP {status} (no such endpoint at {API})" in str(exc)
+        assert "check bigpanda.api_url" in str(exc)
+
+    async def test_html_page_quoting_the_token_is_redacted(
+        self, mock: MockHttp, client: BigPandaClient
+    ) -> None:
+        """A proxy page that echoes our headers must not put the token in the message."""
+        mock.post(ALERTS, status=200, body=f"<p>Bearer {TOKEN}</p>", content_type="text/html")
+        await self.raises(client, BadResponseError)
 
     async def test_400(self, mock: MockHttp, client: BigPandaClient) -> None:
         """400 is permanent and keeps BigPanda's explanation."""

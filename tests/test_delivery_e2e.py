@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import structlog
 from harness import (
     Rig,
     all_delivered,
@@ -324,3 +325,58 @@ class TestFrozenPayload:
         assert len(rig.posts()) == 6
         assert_resends_identical(rig)
         assert_exactly_once(rig, expected)
+
+
+class TestAnswersThatAreNotSuccess:
+    """Only BigPanda's documented answers count as delivered; anything else loses nothing."""
+
+    async def test_html_200_loses_nothing(self, rig: Rig) -> None:
+        """A proxy (or a wrong api_url) answering 200 with an HTML page: every alert is kept,
+        retried, and delivered once BigPanda itself answers again."""
+        expected = rig.generate(200)
+        rig.bigpanda.script("html*")
+        settings = rig.settings(bigpanda={"batch_size": 20, "max_in_flight": 2})
+        with structlog.testing.capture_logs() as logs:
+            async with running(settings) as bridge:
+                await wait_until(lambda: len(rig.posts()) >= 6, 8, what="HTML answers")
+                assert not rig.bigpanda.accepted
+                assert bridge.outbox.counts()["sent"] == 0, "an HTML 200 was taken as delivered"
+                rig.bigpanda.clear_script()
+                await wait_until(all_delivered(rig, bridge, expected), 15, what="delivery")
+                assert not bridge.outbox.dead_letters()
+                assert metric(bridge, "bridge_retries_total", target="bigpanda",
+                              reason="bad_response") >= 6
+        html = [p for p in rig.posts() if p.status == 200]
+        assert len(html) >= 6
+        for body in {p.body for p in html}:
+            assert body in {p.body for p in rig.posts() if p.status == 201}, "resent changed"
+        assert_exactly_once(rig, expected)
+        warned = [e for e in logs if e["event"] in ("batch.failed", "bigpanda.unavailable")]
+        assert warned and all("bigpanda.api_url" in e["error"] for e in warned)
+
+    async def test_job_404_forever_dead_letters_after_give_up(self, rig: Rig) -> None:
+        """Every answer a 202 whose job URL answers 404: the batch is resent with backoff, then
+        dead-lettered `expired` with the reason once retry.give_up_after has passed."""
+        expected = rig.generate(5)
+        rig.bigpanda.script("202*")
+        rig.bigpanda.job_script("404")
+        settings = rig.settings(
+            retry={"give_up_after": 1.0, "initial_backoff": 0.05, "max_backoff": 0.3},
+            bigpanda={"job_poll_interval": 0.05},
+        )
+        async with running(settings) as bridge:
+            await wait_until(lambda: bridge.outbox.counts()["dead"] == 5, 10, what="expiry")
+            await wait_until(lambda: settled(bridge), 5, what="settled")
+            letters = bridge.outbox.dead_letters()
+            assert metric(bridge, "bridge_events_dead_lettered_total", reason="expired") == 5
+            assert metric(bridge, "bridge_jobs_total", result="failed") >= 2
+        assert {dl.reason for dl in letters} == {"expired"}
+        assert sorted(f"panther-{dl.alert_id}" for dl in letters) == sorted(expected)
+        assert all("HTTP 404" in dl.detail for dl in letters)
+        assert all(dl.payload and dl.attempts >= 1 for dl in letters)
+        posts = rig.posts()
+        assert len(posts) >= 2 and {p.status for p in posts} == {202}
+        assert len({p.body for p in posts}) == 1, "a resend differed"
+        # Every job was polled until it answered 404, and none after its batch was dead.
+        assert len([r for r in rig.job_polls() if r.status == 404]) == len(posts)
+        assert not rig.bigpanda.accepted

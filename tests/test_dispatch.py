@@ -18,12 +18,13 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+import structlog
 from harness import APP_KEY, BIGPANDA_TOKEN, sample_event, wait_until
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.bigpanda.client import Accepted, BigPandaClient
-from bridge.dispatch import MAX_BATCH_BYTES, Dispatcher, encode_batch
+from bridge.dispatch import MAX_BATCH_BYTES, Dispatcher, JobTracker, encode_batch
 from bridge.health import Health
 from bridge.metrics import Metrics
 from bridge.outbox import Outbox, PendingEvent
@@ -388,3 +389,118 @@ class TestShutdown:
                 took = await wait_until(all_sent(s, 1), 2, what="delivery")
             assert took < 0.5
             assert APP_KEY in s.posts()[0].body.decode()
+
+
+class TestBisection:
+    """A rejected batch is bisected: each bad event is dead-lettered once, the rest delivered,
+    without a crash, a retry or a resend of what was already isolated."""
+
+    async def test_every_event_bad(self, make_setup) -> None:
+        """400 for every batch: 200 events, all dead-lettered once, a full bisection each."""
+        async with make_setup(batch_size=20, max_in_flight=2) as s:
+            s.add(200)
+            s.sim.script("400*")
+            with structlog.testing.capture_logs() as logs:
+                async with s.running():
+                    await wait_until(
+                        lambda: s.outbox.counts()["dead"] == 200, 30, what="200 dead letters"
+                    )
+            letters = s.outbox.dead_letters(limit=1000)
+            assert sorted(int(d.alert_id, 16) for d in letters) == list(range(200))
+            assert {d.reason for d in letters} == {"rejected"}
+            assert all("HTTP 400" in d.detail and d.payload for d in letters)
+            assert s.delivered() == 0
+            # A batch of 20 bad events is a full binary tree of 39 requests, and nothing more:
+            # no isolated event went out again.
+            posts = s.posts()
+            assert len(posts) == 10 * 39
+            singles = [orjson.loads(p.body)["alerts"][0]["incident_identifier"]
+                       for p in posts if p.alert_count == 1]
+            assert len(singles) == len(set(singles)) == 200
+            assert not [e for e in logs if e["event"] == "batch.crashed"]
+            assert sum(e["event"] == "event.rejected" for e in logs) == 200
+            assert s.outbox.counts()["pending"] == 0
+            assert s.dispatcher._metrics.registry.get_sample_value(
+                "bridge_events_dead_lettered_total", {"reason": "rejected"}
+            ) == 200
+
+    async def test_one_bad_in_200(self, make_setup) -> None:
+        """One poisoned event among 200: it alone is dead-lettered, the 199 others delivered,
+        the good batches in one request each and the bad one in a few."""
+        async with make_setup(batch_size=20, max_in_flight=2) as s:
+            s.add(200)
+            bad = f"{137:032x}"
+            s.sim.poison(bad)
+            with structlog.testing.capture_logs() as logs:
+                async with s.running():
+                    await wait_until(all_sent(s, 199), 10, what="199 delivered")
+                    await wait_until(
+                        lambda: s.outbox.counts()["dead"] == 1, 5, what="a dead letter"
+                    )
+            (letter,) = s.outbox.dead_letters()
+            assert letter.alert_id == bad and letter.reason == "rejected"
+            assert "poisoned" in letter.detail
+            accepted = [a.alert["panther_alert_id"] for a in s.sim.accepted]
+            assert sorted(accepted) == sorted(f"{i:032x}" for i in range(200) if i != 137)
+            assert s.sim.duplicates == 0
+            posts = s.posts()
+            rejected = [p for p in posts if p.status == 400]
+            # 20 -> 10 -> 5 -> 2|3 -> ... : one rejection per level down to the bad event.
+            assert 1 < len(rejected) <= 6
+            assert len([p for p in posts if p.status == 201]) <= 9 + len(rejected)
+            assert not [e for e in logs if e["event"] in ("batch.crashed", "batch.failed")]
+            (event,) = [e for e in logs if e["event"] == "event.rejected"]
+            assert event["alert_id"] == bad and event["status"] == 400
+
+
+class RecordingPolicy(RetryPolicy):
+    """A retry policy that remembers the attempt number of every delay it was asked for."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.asked: list[int] = []
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        self.asked.append(attempt)
+        return super().delay(attempt, retry_after)
+
+
+class TestFailedJobs:
+    """A job that fails or answers 404 backs off more each time, then expires."""
+
+    async def test_job_404_backs_off_then_expires(self, make_setup) -> None:
+        async with make_setup(batch_size=10, max_in_flight=1) as s:
+            clock = [1_000_000.0]
+            policy = RecordingPolicy(initial_backoff=1.0, max_backoff=60.0, give_up_after=100.0,
+                                     rng=random.Random(5))
+            s.dispatcher._policy = policy
+            s.dispatcher._clock = lambda: clock[0]
+            tracker = JobTracker(s.client, s.outbox, s.dispatcher._metrics, s.dispatcher,
+                                 poll_interval=0.01, policy=policy, clock=lambda: clock[0])
+            s.add(3)
+            s.sim.script("202*")
+            s.sim.job_script("404")
+            rounds = 0
+            while s.outbox.counts()["dead"] < 3:
+                rounds += 1
+                assert rounds < 20, "the batch was never dead-lettered"
+                policy.asked.clear()
+                assert await s.dispatcher.step() == 1
+                await s.dispatcher.wait_in_flight()
+                assert s.outbox.counts()["jobs"] == 1
+                await tracker.poll_all()
+                assert s.outbox.counts()["jobs"] == 0
+                if s.outbox.counts()["dead"]:
+                    break
+                (queued,) = {e.attempts for e in s.outbox.due(10, now=float("inf"))}
+                # Each failed job asks for the delay of one attempt more than the last.
+                assert policy.asked == [queued]
+                assert queued == rounds
+                clock[0] += 30.0  # past any backoff of this policy's early attempts
+            letters = s.outbox.dead_letters()
+            assert {d.reason for d in letters} == {"expired"} and len(letters) == 3
+            assert all("HTTP 404" in d.detail for d in letters)
+            # First failure at t0, expired once 100 s had passed since: at the fifth job.
+            assert rounds == 5
+            assert len(s.posts()) == rounds
+            assert s.delivered() == 0

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from bridge.sim import serve_app
-from bridge.sim.bigpanda import BigPandaSimulator, validate_alert
+from bridge.sim.bigpanda import BigPandaSimulator, parse_script, validate_alert
 
 TOKEN = "sim-bigpanda-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -420,6 +420,36 @@ class TestFaults:
         assert sim.requests[0].status == 0
         assert (await post(session, url, batch(alert(1))))[0] == 201
 
+    async def test_html_200_processes_nothing(
+        self, sim: BigPandaSimulator, url: str, session: aiohttp.ClientSession
+    ) -> None:
+        """`html`: a 200 with an HTML page, as a proxy or a wrong api_url answers."""
+        sim.script("html")
+        data = orjson.dumps(batch(alert(1)))
+        headers = {"Content-Type": "application/json", **AUTH}
+        async with session.post(f"{url}/data/v2/alerts", data=data, headers=headers) as resp:
+            assert resp.status == 200
+            assert resp.content_type == "text/html"
+            assert (await resp.text()).startswith("<!DOCTYPE html>")
+        assert sim.accepted == []
+        assert (await post(session, url, batch(alert(1))))[0] == 201
+
+    async def test_star_repeats_a_token_forever(
+        self, sim: BigPandaSimulator, url: str, session: aiohttp.ClientSession
+    ) -> None:
+        """`500,400*`: one 500, then every request a 400, whatever it carries."""
+        sim.script("500,400*")
+        statuses = [(await post(session, url, batch(alert(n))))[0] for n in range(5)]
+        assert statuses == [500, 400, 400, 400, 400]
+        assert sim.accepted == []
+
+    def test_star_and_html_parse(self) -> None:
+        (html, rejected) = parse_script("html, 400 *")
+        assert (html.kind, html.repeat) == ("html", False)
+        assert (rejected.kind, rejected.status, rejected.repeat) == ("status", 400, True)
+        with pytest.raises(ValueError):
+            parse_script("teapot*")
+
 
 class TestJobs:
     """A 202 is "accepted, outcome pending": alerts count only once the job is done."""
@@ -482,6 +512,22 @@ class TestJobs:
             assert resp.status == 404
         async with session.get(f"{url}{location}") as resp:
             assert resp.status == 401
+
+    async def test_job_404_forever(
+        self, sim: BigPandaSimulator, url: str, session: aiohttp.ClientSession
+    ) -> None:
+        """The job step `404`: the Location of every job answers 404, and nothing is accepted."""
+        sim.job_script("404")
+        sim.script("202*")
+        for n in range(2):
+            status, _, response = await post(session, url, batch(alert(n)))
+            assert status == 202
+            for _ in range(3):
+                target = f"{url}{response.headers['Location']}"
+                async with session.get(target, headers=AUTH) as resp:
+                    assert resp.status == 404
+                    assert "no such job" in (await resp.json())["error"]
+        assert sim.accepted == []
 
     async def test_invalid_batch_gets_400_not_a_job(
         self, sim: BigPandaSimulator, url: str, session: aiohttp.ClientSession

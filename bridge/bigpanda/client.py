@@ -1,8 +1,12 @@
 """Posts alert batches to BigPanda's Alerts API and reads the jobs it may answer with.
 
-Success is any 2xx (shared/api/BIGPANDA.md): 201 accepted, 204 an exact duplicate (still success:
-BigPanda already has it), and 202 "accepted, outcome pending" with a `Location` to poll. The 201
-body is undocumented, so it is never read.
+Success is what BigPanda documents (shared/api/BIGPANDA.md): 201 accepted, 204 an exact
+duplicate (still success: BigPanda already has it), and 202 "accepted, outcome pending" with a
+`Location` to poll; the 201 body is undocumented, so it is never read. Any other 2xx counts only
+with a JSON body: a 200 with an HTML page is a proxy, a captive portal or a wrong
+`bigpanda.api_url` answering, not BigPanda, and counting it as delivered would lose the batch. It
+is retried (`BadResponseError`) with a message naming `bigpanda.api_url`. So is a 404 or 405 on
+the Alerts API: the endpoint is not there, which says nothing about the events sent.
 """
 
 from __future__ import annotations
@@ -12,11 +16,21 @@ from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
+import orjson
 
-from bridge.http import HttpTarget
+from bridge.errors import BadResponseError
+from bridge.http import MAX_ERROR_BODY, MAX_QUOTED_BODY, HttpTarget, Response, shorten
 from bridge.metrics import Metrics
 
 ALERTS_PATH = "/data/v2/alerts"
+# The answers BigPanda documents for the Alerts API, accepted whatever their body.
+DOCUMENTED_SUCCESS = frozenset({201, 204})
+# Answers that mean "no Alerts API here", never "these events are bad".
+NO_SUCH_ENDPOINT = (404, 405)
+API_URL_HINT = (
+    "check bigpanda.api_url (BigPanda's API: https://api.bigpanda.io, EU"
+    " https://eu-api.bigpanda.io) and any proxy on the way; the events stay queued and are retried"
+)
 
 
 @dataclass(frozen=True)
@@ -71,12 +85,35 @@ class BigPandaClient:
             endpoint=ALERTS_PATH,
             data=body,
             headers={"Content-Type": "application/json"},
+            accept=NO_SUCH_ENDPOINT,
         )
-        job_url = None
-        if resp.status == 202:
-            location = resp.headers.get("Location")
-            job_url = self.resolve(location) if location else None
-        return Accepted(status=resp.status, job_url=job_url)
+        if resp.status in DOCUMENTED_SUCCESS:
+            return Accepted(status=resp.status)
+        location = resp.headers.get("Location") if resp.status == 202 else None
+        if location:
+            return Accepted(status=resp.status, job_url=self.resolve(location))
+        if 200 <= resp.status < 300 and _is_json(resp.body):
+            return Accepted(status=resp.status)
+        raise self._not_bigpanda(resp)
+
+    def _not_bigpanda(self, resp: Response) -> BadResponseError:
+        """The error for an answer that cannot have come from BigPanda's Alerts API."""
+        kind = resp.headers.get("Content-Type", "no content type").split(";")[0].strip()
+        text = self._http.redact(resp.body.decode("utf-8", errors="replace"))
+        shown = shorten(" ".join(text.split()), MAX_QUOTED_BODY)
+        if resp.status in NO_SUCH_ENDPOINT:
+            what = f"answered HTTP {resp.status} (no such endpoint at {self.api_url})"
+        else:
+            what = (
+                f"answered HTTP {resp.status} with a {kind} body, not BigPanda's JSON:"
+                " not delivered"
+            )
+        return BadResponseError(
+            f"bigpanda POST {ALERTS_PATH} {what}; {API_URL_HINT}; the body: {shown!r}",
+            target="bigpanda",
+            status=resp.status,
+            body=shorten(text, MAX_ERROR_BODY),
+        )
 
     async def get_job(self, job_url: str) -> JobState:
         """GET a job resource (absolute URL, or relative to `api_url`) and read its `status`.
@@ -96,3 +133,13 @@ class BigPandaClient:
     def resolve(self, location: str) -> str:
         """An absolute URL for a `Location` value, relative ones resolved against `api_url`."""
         return urljoin(self.api_url + "/", location.strip())
+
+
+def _is_json(body: bytes) -> bool:
+    if not body.strip():
+        return False
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return True

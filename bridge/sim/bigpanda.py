@@ -4,7 +4,10 @@ It enforces what shared/api/BIGPANDA.md says the real service needs (Bearer toke
 timestamps, a primary property, flat tags with bounded names and values) and answers like it does:
 201 accepted, 204 for an exact resend, 400 naming the field, 401 for a bad token. It can also be
 told to misbehave (`script`, `outage`, `poison`, `job_script`) so the bridge's retries, bisection
-and 202 job tracking can be exercised without the real service.
+and 202 job tracking can be exercised without the real service: `html` answers 200 with an HTML
+page (what a proxy or a wrong `api_url` does), a trailing `*` repeats a token for every request
+from then on (`400*`: every batch rejected; `202*`: every batch a job), and the job step `404`
+makes a job's URL answer 404 (with `job_script("404")`, forever).
 
 Where BIGPANDA.md is silent (the 201 body, the job resource behind a 202 on the Alerts API) the
 simulator picks something small and documents it here; it never invents a size or rate limit.
@@ -100,11 +103,18 @@ _ARRIVAL: Any = (
 class _Fault:
     """One parsed token of a `script()` spec."""
 
-    kind: str  # "status" | "ok" | "job" | "reset" | "slow"
+    kind: str  # "status" | "ok" | "job" | "reset" | "slow" | "html"
     status: int = 0
     retry_after: str | None = None  # seconds, or "date:N" for an HTTP-date N seconds ahead
     absolute: bool = False
     delay: float = 0.0
+    repeat: bool = False  # `*`: answer every request from now on this way
+
+
+HTML_PAGE = (
+    "<!DOCTYPE html><html><head><title>Welcome</title></head>"
+    "<body><h1>It works!</h1><p>This is not the API you are looking for.</p></body></html>"
+)
 
 
 @dataclass
@@ -318,30 +328,39 @@ class _Rejected(Exception):
 
 
 def parse_script(spec: str) -> list[_Fault]:
-    """Parse `500,429:Retry-After=2,202abs,reset,slow:0.5,ok` into faults (ValueError if bad)."""
+    """Parse `500,429:Retry-After=2,202abs,reset,slow:0.5,html,ok,400*` into faults (ValueError
+    if bad). A token ending in `*` answers every request from then on; nothing after it is used."""
     faults = []
     for raw in spec.split(","):
         token = raw.strip()
         if not token:
             continue
+        repeat = token.endswith("*")
+        token = token.removesuffix("*").strip()
         lowered = token.lower()
         if lowered in ("ok", "201"):
-            faults.append(_Fault("ok"))
+            fault = _Fault("ok")
         elif lowered in ("202", "202abs"):
-            faults.append(_Fault("job", absolute=lowered == "202abs"))
+            fault = _Fault("job", absolute=lowered == "202abs")
         elif lowered == "reset":
-            faults.append(_Fault("reset"))
+            fault = _Fault("reset")
+        elif lowered == "html":
+            fault = _Fault("html", status=200)
         elif lowered.startswith("slow:"):
-            faults.append(_Fault("slow", delay=float(token[5:])))
+            fault = _Fault("slow", delay=float(token[5:]))
         else:
-            faults.append(_parse_status_token(token))
+            fault = _parse_status_token(token)
+        fault.repeat = repeat
+        faults.append(fault)
     return faults
 
 
 def _parse_status_token(token: str) -> _Fault:
     code, _, option = token.partition(":")
     if not code.isdigit() or not 400 <= int(code) <= 599:
-        raise ValueError(f"script token {token!r}: expected a 4xx/5xx code, ok, 202, reset, slow:S")
+        raise ValueError(
+            f"script token {token!r}: expected a 4xx/5xx code, ok, 202, reset, html, slow:S"
+        )
     retry_after = None
     if option:
         name, _, value = option.partition("=")
@@ -353,8 +372,9 @@ def _parse_status_token(token: str) -> _Fault:
     return _Fault("status", status=int(code), retry_after=retry_after)
 
 
-async def _misbehave(request: web.Request, fault: _Fault) -> None:
-    """Apply a scripted fault: answer a failure without processing, drop the line, or stall."""
+async def _misbehave(request: web.Request, fault: _Fault) -> web.Response | None:
+    """Apply a scripted fault: answer a failure without processing, drop the line, or stall;
+    returns the answer to give instead of processing the request (`html`), if any."""
     if fault.kind == "status":
         headers = {}
         if fault.retry_after is not None:
@@ -368,6 +388,9 @@ async def _misbehave(request: web.Request, fault: _Fault) -> None:
         raise asyncio.CancelledError
     if fault.kind == "slow":
         await asyncio.sleep(fault.delay)
+    if fault.kind == "html":
+        return web.Response(status=200, text=HTML_PAGE, content_type="text/html")
+    return None
 
 
 def _retry_after_header(value: str) -> str:
@@ -418,8 +441,13 @@ class BigPandaSimulator:
     # -- knobs for tests --
 
     def script(self, spec: str) -> None:
-        """Queue scripted answers for the next alerts POSTs (one token each), after queued ones."""
+        """Queue scripted answers for the next alerts POSTs (one token each), after queued ones;
+        a token ending in `*` stays, answering every later POST."""
         self._script.extend(parse_script(spec))
+
+    def clear_script(self) -> None:
+        """Forget the scripted answers not used yet (a repeating `*` token included)."""
+        self._script.clear()
 
     def outage(self, seconds: float, *, status: int = 503) -> None:
         """Answer every alerts POST with `status` for the next `seconds`."""
@@ -431,7 +459,8 @@ class BigPandaSimulator:
         self._poison.append(marker)
 
     def job_script(self, spec: str) -> None:
-        """Statuses the next 202 jobs go through, one per GET; kept until changed."""
+        """Statuses the next 202 jobs go through, one per GET; kept until changed. The step
+        `404` answers that GET with 404 (no such job), as a job URL that leads nowhere does."""
         self._job_steps = _parse_steps(spec)
 
     def alerts_for(self, incident_identifier: str) -> list[dict[str, Any]]:
@@ -475,9 +504,13 @@ class BigPandaSimulator:
             await asyncio.sleep(self.latency)
         if time.monotonic() < self._outage_until:
             raise _Rejected(self._outage_status, [f"simulated outage ({self._outage_status})"])
-        fault = self._script.pop(0) if self._script else None
+        fault = self._script[0] if self._script else None
+        if fault is not None and not fault.repeat:
+            self._script.pop(0)
         if fault is not None:
-            await _misbehave(request, fault)
+            answer = await _misbehave(request, fault)
+            if answer is not None:
+                return answer
         self._authorize(request)
         if request.content_type != "application/json":
             got = request.content_type
@@ -499,6 +532,8 @@ class BigPandaSimulator:
         if job is None:
             raise _Rejected(404, [f"job_id: no such job {request.match_info['job_id']!r}"])
         self._advance(job)
+        if job.status == "404":
+            raise _Rejected(404, [f"job_id: no such job {job.job_id!r}"])
         body = {
             "job_id": job.job_id,
             "status": job.status,
