@@ -19,6 +19,9 @@ class Health:
     last_poll_error: str | None = None
     panther_refused: str | None = None
     bigpanda_refused: str | None = None
+    # Two-way sync: Panther refusing our writes (missing permission), BigPanda refusing the key.
+    panther_write_refused: str | None = None
+    sync_back_refused: str | None = None
 
     def __post_init__(self) -> None:
         self.started_at = self.clock()
@@ -46,6 +49,13 @@ class Health:
             )
         if self.bigpanda_refused:
             reasons.append(f"BigPanda refuses our credentials: {self.bigpanda_refused}")
+        if self.panther_write_refused:
+            reasons.append(
+                "Panther refuses the two-way sync's writes (missing 'Manage Alerts' permission):"
+                f" {self.panther_write_refused}"
+            )
+        if self.sync_back_refused:
+            reasons.append(f"BigPanda refuses sync_back.api_key: {self.sync_back_refused}")
         details: dict[str, object] = {"ready": not reasons, "reasons": reasons}
         if self.last_poll_error:
             details["last_poll_error"] = self.last_poll_error
