@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import signal
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from harness import Rig, make_rig, metric, running, settled, wait_until
+
+from bridge.outbox import WRITEBACK_KINDS, Outbox
 from bridge.sim.bigpanda_incidents import DEFAULT_USER_API_KEY, RESOURCES
-from tests.harness import Rig, make_rig, metric, running, settled, wait_until
 
 WAIT = 30.0
+REPO = Path(__file__).resolve().parent.parent
 
 
 def sync_back_settings(rig: Rig, **overrides: Any) -> dict[str, Any]:
@@ -28,7 +36,7 @@ def incident_requests(rig: Rig) -> list[str]:
 
 
 class TestTwoWay:
-    """People's resolutions and comments in BigPanda reach exactly the Panther alerts behind them."""
+    """Resolutions and comments by people in BigPanda reach exactly the alerts behind them."""
 
     async def test_acceptance(self, tmp_path: Path) -> None:
         async with make_rig(tmp_path) as rig:
@@ -155,3 +163,81 @@ class TestTwoWay:
             assert all(
                 r.method == "GET" for r in rig.panther.requests
             ), "the bridge wrote to Panther without sync_back"
+
+
+async def spawn(config: Path, log: Path) -> asyncio.subprocess.Process:
+    with log.open("ab") as out:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridge", "run", "--config", str(config),
+            cwd=REPO, stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+def queued_writebacks(config: Path) -> list[str]:
+    """The dedup keys of write-backs waiting in the state (read beside the running bridge)."""
+    outbox = Outbox.open(config.parent / "bridge.db", exclusive=False)
+    try:
+        return [
+            f"{e.kind}:{e.alert_id}"
+            for e in outbox.due(1000, now=float("inf"), kinds=WRITEBACK_KINDS)
+        ]
+    finally:
+        outbox.close()
+
+
+class TestCrash:
+    """A SIGKILL between seeing a resolution and writing it: written once after the restart."""
+
+    async def test_sigkill_before_the_write(self, tmp_path: Path) -> None:
+        log = tmp_path / "bridge.log"
+        async with make_rig(tmp_path) as rig:
+            rig.bigpanda.incidents.rate_limit = None
+            ids = [a["id"] for a in rig.panther.generate(8, spacing=0.01)]
+            config = rig.write_config(sync_back=sync_back_settings(rig))
+            store = rig.bigpanda.incidents
+            proc = await spawn(config, log)
+            try:
+                await wait_until(lambda: len(set(rig.delivered())) == 8, WAIT, what="delivery")
+                await wait_until(lambda: len(incident_requests(rig)) > 0, WAIT,
+                                 what="sync-back running")
+                # Panther refuses the writes for now: the write-backs stay in the outbox.
+                rig.panther.writes.deny("PATCH /alerts")
+                rig.panther.writes.deny("POST /alert-comments")
+                incident = store.incident_of(f"panther-{ids[0]}")
+                behind = [a for a in ids if store.incident_of(f"panther-{a}").id == incident.id]
+                store.resolve_incident(incident.id, user="noc-jane", comment="patched")
+                await wait_until(
+                    lambda: len(queued_writebacks(config)) == 2 * len(behind)
+                    and any(r.status == 403 for r in rig.panther.requests),
+                    WAIT, what="write-backs recorded and refused", every=0.1,
+                )
+                proc.send_signal(signal.SIGKILL)
+                await proc.wait()
+                rig.panther.writes.allow("PATCH /alerts")
+                rig.panther.writes.allow("POST /alert-comments")
+
+                proc = await spawn(config, log)
+                await wait_until(
+                    lambda: all(rig.panther.writes.comments_on(a) for a in behind)
+                    and all(rig.panther.alerts[a]["status"] == "RESOLVED" for a in behind),
+                    WAIT, what="write-backs after the restart",
+                )
+                await wait_until(lambda: not queued_writebacks(config), WAIT, what="queue empty",
+                                 every=0.1)
+                reads = len(incident_requests(rig))
+                await wait_until(lambda: len(incident_requests(rig)) >= reads + 6, WAIT,
+                                 what="more sync-back rounds")
+                proc.send_signal(signal.SIGTERM)
+                assert await asyncio.wait_for(proc.wait(), 15) == 0
+            except BaseException:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                print(log.read_text()[-5000:])
+                raise
+            for alert_id in behind:
+                assert len(rig.panther.writes.comments_on(alert_id)) == 1
+            patches = [r for r in rig.panther.requests if r.method == "PATCH"]
+            assert [r.status for r in patches if r.status != 403] == [204]
+            for alert_id in set(ids) - set(behind):
+                assert rig.panther.alerts[alert_id]["status"] == "OPEN"
+                assert not rig.panther.writes.comments_on(alert_id)
