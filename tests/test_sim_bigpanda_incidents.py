@@ -1,4 +1,4 @@
-"""The BigPanda simulator's incident side: correlation, Incidents V2, activities, resolve, comment."""
+"""The BigPanda simulator's incident side: correlation, search, activities, resolve, comment."""
 
 from __future__ import annotations
 
