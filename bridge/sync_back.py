@@ -153,11 +153,11 @@ class SyncBack:
         events: list[NewEvent] = []
         newest = cursor
         for incident in incidents:
-            newest = max(newest, float(incident.get("updated_at") or 0))
+            newest = max(newest, _stamp(incident.get("updated_at"), 0.0))
             activities = await self._new_activities(str(incident["id"]), since, seen)
             for activity in reversed(activities):  # oldest first: write-backs in their order
                 result.activities += 1
-                seen[str(activity["id"])] = int(activity.get("timestamp") or now)
+                seen[str(activity["id"])] = int(_stamp(activity.get("timestamp"), now))
                 made = self._writebacks(incident, activity, result)
                 events.extend(made)
         fresh = self._outbox.record(events, watermark=newest, watermark_key=CURSOR_KEY)
@@ -194,8 +194,8 @@ class SyncBack:
             )
             older = False
             for item in items:
-                stamp = item.get("timestamp")
-                if isinstance(stamp, int | float) and stamp < since:
+                stamp = _stamp(item.get("timestamp"), None)
+                if stamp is not None and stamp < since:
                     older = True
                     break
                 if "id" in item and str(item["id"]) not in seen:
@@ -247,7 +247,7 @@ class SyncBack:
                 return []
             status = "TRIAGED"
         current = self._outbox.tracked_statuses(targets) if status else {}
-        when = float(activity.get("timestamp") or self._clock())
+        when = _stamp(activity.get("timestamp"), self._clock())
         events: list[NewEvent] = []
         for alert_id in targets:
             base = {"alert_id": alert_id, "incident_id": incident_id, "activity_id": activity_id}
@@ -290,3 +290,17 @@ class SyncBack:
         # Only activities inside the re-read window can come back; older ids are forgotten.
         kept = {k: v for k, v in seen.items() if v >= since - OVERLAP}
         self._outbox.set_meta(SEEN_KEY, orjson.dumps(kept).decode())
+
+
+def _stamp(value: object, default: Any) -> Any:
+    """Epoch seconds from BigPanda (int, float or digits; milliseconds scaled down), or default."""
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return default
+    if not isinstance(value, int | float) or value != value:  # NaN
+        return default
+    return float(value) / 1000.0 if value > 10**11 else float(value)

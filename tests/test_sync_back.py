@@ -127,3 +127,13 @@ class TestSyncBack:
         assert [q for q in rig.queued() if q[0] == "writeback_status"] == [
             ("writeback_status", "p3", "CLOSED")
         ]
+
+
+def test_odd_timestamps_are_tolerated() -> None:
+    from bridge.sync_back import _stamp
+
+    assert _stamp(1_700_000_000, 0.0) == 1_700_000_000.0
+    assert _stamp("1700000000", 0.0) == 1_700_000_000.0
+    assert _stamp(1_700_000_000_000, 0.0) == 1_700_000_000.0  # milliseconds
+    assert _stamp("yesterday", 5.0) == 5.0
+    assert _stamp(None, None) is None

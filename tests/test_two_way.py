@@ -102,6 +102,9 @@ class TestTwoWay:
                 await wait_until(lambda: settled(bridge), WAIT, what="settled")
                 written = metric(bridge, "bridge_writebacks_total", kind="writeback_status",
                                  outcome="written")
+                searches = metric(bridge, "bridge_http_requests_total", target="bigpanda",
+                                  endpoint="/resources/v2.0/environments/{env}/incidents",
+                                  code="200")
 
             token = rig.panther.writes.token_id
             comments = rig.panther.writes.comments
@@ -128,6 +131,7 @@ class TestTwoWay:
                     assert alert["status"] == "OPEN"
                     assert alert_id not in comments
             assert written == len(person_alerts)
+            assert searches > 0
             # BigPanda: each alert's first event, plus one ok for each analyst-resolved alert;
             # nothing follows the write-backs (the person's resolution is already there).
             events = Counter(a.alert["incident_identifier"] for a in rig.bigpanda.accepted)
