@@ -547,6 +547,50 @@ class RoutingSettings(_Section):
     )
 
 
+class SyncBackSettings(_Section):
+    """Two-way sync: what people do to incidents in BigPanda flows back to the Panther alerts."""
+
+    enabled: bool = Field(False, description="write BigPanda resolutions and comments to Panther")
+    api_key: Annotated[Secret | None, BeforeValidator(_blank_to_none)] = Field(
+        None, description="BigPanda User API key for the incident APIs (secret)",
+        examples=["${BIGPANDA_USER_API_KEY}"],
+    )
+    environment_id: Annotated[str | None, BeforeValidator(_blank_to_none)] = Field(
+        None, description="BigPanda environment whose incidents are followed"
+    )
+    interval: Duration = Field(30 * SECOND, description="how often changed incidents are read")
+    resolve_as: Annotated[
+        Literal["RESOLVED", "CLOSED", "comment"],
+        BeforeValidator(lambda v: v.upper() if isinstance(v, str) and v.lower() != "comment"
+                        else v.lower() if isinstance(v, str) else v),
+    ] = Field("RESOLVED", description="Panther status for a resolved incident, or comment only")
+    comments: bool = Field(True, description="incident comments become Panther alert comments")
+    acknowledge_to_triaged: bool = Field(
+        False, description="an incident acknowledged in BigPanda moves OPEN alerts to TRIAGED"
+    )
+    ignore_user_ids: list[str] = Field(
+        default_factory=list,
+        description="BigPanda user ids whose actions are the bridge's own (never written back)",
+    )
+    rate_limit: float = Field(
+        5.0, ge=0, description="BigPanda incident API requests per second (0: no limit)"
+    )
+
+    @model_validator(mode="after")
+    def _enabled_needs_credentials(self) -> SyncBackSettings:
+        if self.enabled and self.api_key is None:
+            raise ValueError(
+                "sync_back.api_key is required when sync_back.enabled is true: set it to a "
+                "BigPanda User API key, e.g. ${BIGPANDA_USER_API_KEY}"
+            )
+        if self.enabled and not self.environment_id:
+            raise ValueError(
+                "sync_back.environment_id is required when sync_back.enabled is true: give the "
+                "id of the BigPanda environment to follow (GET /resources/v2.0/environments)"
+            )
+        return self
+
+
 # ---------------------------------------------------------------------------------------------
 # Root
 # ---------------------------------------------------------------------------------------------
@@ -590,6 +634,9 @@ class Settings(BaseSettings):
     )
     routing: RoutingSettings = Field(
         default_factory=RoutingSettings, description="which app key each alert goes to"
+    )
+    sync_back: SyncBackSettings = Field(
+        default_factory=SyncBackSettings, description="BigPanda -> Panther two-way sync (opt-in)"
     )
 
     @model_validator(mode="before")

@@ -48,6 +48,11 @@ server:
   port: 0
 logging:
   level: warning
+sync_back:
+  enabled: true
+  api_key: {user_api_key}
+  environment_id: {environment_id}
+  interval: 1s
 """
 
 
@@ -68,6 +73,8 @@ async def run_demo(*, alerts: int = 25, timeout: float = 60.0, out=print) -> int
                     bigpanda_url=bigpanda_url,
                     app_key=APP_KEY,
                     state_path=Path(tmp) / "bridge.db",
+                    user_api_key=bigpanda.incidents.user_api_key,
+                    environment_id=bigpanda.incidents.environment_id,
                 )
             )
             settings = load_config(
@@ -91,6 +98,11 @@ async def run_demo(*, alerts: int = 25, timeout: float = 60.0, out=print) -> int
                 changes = _work_the_queue(panther, generated)
                 synced = await _wait_for(
                     bigpanda, lambda: _changes_seen(bigpanda) >= set(changes), timeout, service
+                )
+                # Two-way sync: the NOC works incidents in BigPanda; the Panther alerts follow.
+                noc = _noc_works_incidents(bigpanda, panther)
+                followed = await _wait_for(
+                    bigpanda, lambda: _noc_followed(panther, noc), timeout, service
                 )
                 metrics_url = f"{bridge.server_url}/metrics" if bridge.server_url else "(none)"
                 ready = await _fetch_readyz(bridge.server_url)
@@ -132,7 +144,57 @@ async def run_demo(*, alerts: int = 25, timeout: float = 60.0, out=print) -> int
         out("FAILED: some events arrived more than once")
         return 1
     out("OK: every alert and every status change arrived in BigPanda exactly once.")
+    for line in _noc_report(panther, noc):
+        out(line)
+    if not followed:
+        out(f"FAILED: the Panther alerts did not follow BigPanda within {timeout:.0f}s")
+        return 1
+    out("OK: the NOC's resolution and comment in BigPanda reached the Panther alerts.")
     return 0
+
+
+def _noc_works_incidents(bigpanda: BigPandaSimulator, panther: PantherSimulator) -> dict:
+    """A NOC engineer resolves one open incident (with a comment) and comments another."""
+    store = bigpanda.incidents
+    tagged = {}
+    for key, alert in store.alerts.items():
+        if key.startswith("panther-") and panther.alerts[key[8:]]["status"] == "OPEN":
+            tagged.setdefault(alert.incident_id, []).append(key[8:])
+    open_ones = [i for i, inc in store.incidents.items() if inc.active and i in tagged]
+    noc = {"resolved": {}, "commented": {}}
+    if open_ones:
+        store.resolve_incident(open_ones[0], user="noc-jane", comment="upstream fix deployed")
+        noc["resolved"] = {open_ones[0]: tagged[open_ones[0]]}
+    if len(open_ones) > 1:
+        store.comment_incident(open_ones[1], "noc-bob", "paging the network team")
+        noc["commented"] = {open_ones[1]: tagged[open_ones[1]]}
+    return noc
+
+
+def _noc_followed(panther: PantherSimulator, noc: dict) -> bool:
+    comments = panther.writes.comments
+    return all(
+        panther.alerts[a]["status"] == "RESOLVED" and comments.get(a)
+        for ids in noc["resolved"].values() for a in ids
+    ) and all(comments.get(a) for ids in noc["commented"].values() for a in ids)
+
+
+def _noc_report(panther: PantherSimulator, noc: dict) -> list[str]:
+    lines = [""]
+    for incident_id, ids in noc["resolved"].items():
+        lines.append(f"BigPanda incident {incident_id} resolved by noc-jane ({len(ids)} alerts):")
+        for alert_id in ids:
+            comments = panther.writes.comments_on(alert_id)
+            lines.append(f"  Panther alert {alert_id}: {panther.alerts[alert_id]['status']},"
+                         f" comment {comments[-1]!r}" if comments else
+                         f"  Panther alert {alert_id}: {panther.alerts[alert_id]['status']}")
+    for incident_id, ids in noc["commented"].items():
+        lines.append(f"BigPanda incident {incident_id} commented by noc-bob ({len(ids)} alerts):")
+        for alert_id in ids:
+            comments = panther.writes.comments_on(alert_id)
+            lines.append(f"  Panther alert {alert_id}: {panther.alerts[alert_id]['status']},"
+                         f" {len(comments)} comment(s)")
+    return lines
 
 
 STATUS_FOR = {"TRIAGED": "acknowledged", "RESOLVED": "ok", "CLOSED": "ok"}

@@ -25,6 +25,9 @@ class Health:
     bigpanda_refused: str | None = None
     # The state file cannot be written (disk full, ...): intake is paused, delivery goes on.
     state_problem: str | None = None
+    # Two-way sync: Panther refusing our writes (missing permission), BigPanda refusing the key.
+    panther_write_refused: str | None = None
+    sync_back_refused: str | None = None
 
     def __post_init__(self) -> None:
         self.started_at = self.clock()
@@ -58,6 +61,13 @@ class Health:
             )
         if self.bigpanda_refused:
             reasons.append(f"BigPanda refuses our credentials: {self.bigpanda_refused}")
+        if self.panther_write_refused:
+            reasons.append(
+                "Panther refuses the two-way sync's writes (missing 'Manage Alerts' permission):"
+                f" {self.panther_write_refused}"
+            )
+        if self.sync_back_refused:
+            reasons.append(f"BigPanda refuses sync_back.api_key: {self.sync_back_refused}")
         details: dict[str, object] = {"ready": not reasons, "reasons": reasons}
         if self.last_poll_error:
             details["last_poll_error"] = self.last_poll_error

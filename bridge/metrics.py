@@ -150,6 +150,21 @@ class Metrics:
             registry=r,
         )
 
+        # Two-way sync (BigPanda -> Panther).
+        self.writebacks = Counter(
+            "bridge_writebacks_total",
+            "Write-backs to Panther (status, comment) by outcome: recorded, written, retried,"
+            " refused, dead_lettered, skipped_*.",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.sync_back_lag = Gauge(
+            "bridge_sync_back_lag_seconds",
+            "Seconds from a BigPanda incident activity to the bridge recording its write-back"
+            " (the latest one).",
+            registry=r,
+        )
+
     def render(self) -> bytes:
         """The Prometheus text exposition of everything in this registry."""
         return generate_latest(self.registry)

@@ -126,6 +126,10 @@ IN_JOB = "job"
 SENT = "sent"
 DEAD = "dead"
 
+# Write-backs of the two-way sync (bridge.writeback) share the queue with the BigPanda events but
+# are delivered to Panther by their own loop: `due()` / `next_due_at()` leave them out unless asked.
+WRITEBACK_KINDS = ("writeback_status", "writeback_comment")
+
 
 # The three records below are built once per alert (or per due row) on the hot path: named
 # tuples, which cost a fraction of a frozen dataclass to construct.
@@ -220,6 +224,12 @@ class Outbox:
         self._conn = conn
         self.path = path
         self._lock_fd = lock_fd
+        # Whether write-backs may be queued: until one is, `due` / `next_due_at` keep their
+        # original SQL (no join with events on the dispatcher's hot path).
+        self._writebacks = conn.execute(
+            "SELECT 1 FROM queue AS q JOIN events AS e ON e.id = q.id"
+            f" WHERE e.kind IN {_in(WRITEBACK_KINDS)} LIMIT 1"
+        ).fetchone() is not None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -357,6 +367,8 @@ class Outbox:
         """
         now = time.time() if now is None else now
         fresh: list[NewEvent] = []  # stays empty without events
+        if not self._writebacks and any(ev.kind in WRITEBACK_KINDS for ev in events):
+            self._writebacks = True
         with self._tx() as conn:
             if events:
                 # One batch insert; a key already recorded (or twice in the batch) is ignored by
@@ -481,13 +493,15 @@ class Outbox:
         now: float,
         exclude: Iterable[int] = (),
         app_key: str | None = None,
+        kinds: Sequence[str] | None = None,
     ) -> list[PendingEvent]:
         """Queued events whose next attempt is due, oldest first, minus those already in flight.
 
         At most `limit` rows are read: the in-flight ids are excluded inside SQLite (as a JSON
         array, one parameter however many) rather than fetched and dropped here, so a dispatcher
         holds about one batch of payloads in memory however long the queue grows during an outage.
-        `app_key` restricts the result to one app key (a batch never mixes them).
+        `app_key` restricts the result to one app key (a batch never mixes them). `kinds`
+        restricts it to those event kinds; without it write-backs (WRITEBACK_KINDS) are left out.
 
         Events of one Panther alert leave in the order they were recorded: an event waits while
         an earlier event of the same alert is still undelivered (queued, in flight, retrying or
@@ -516,16 +530,33 @@ class Outbox:
         if app_key is not None:
             sql += " AND e.app_key = ?"
             args.append(app_key)
+        if kinds is not None:
+            sql += f" AND e.kind IN {_in(kinds)}"
+        elif self._writebacks:
+            sql += f" AND e.kind NOT IN {_in(WRITEBACK_KINDS)}"
         if excluded:
             sql += " AND q.id NOT IN (SELECT value FROM json_each(?))"
             args.append(json.dumps(excluded))
         rows = self._conn.execute(sql + " ORDER BY q.id LIMIT ?", (*args, limit)).fetchall()
         return [PendingEvent(*row) for row in rows]
 
-    def next_due_at(self, *, after: float | None = None) -> float | None:
+    def next_due_at(
+        self, *, after: float | None = None, kinds: Sequence[str] | None = None
+    ) -> float | None:
         """The earliest next attempt time of a queued event not in a job (only later than
-        `after`)."""
+        `after`); of `kinds` only, else of all but write-backs."""
         sql = "SELECT min(next_attempt_at) FROM queue WHERE job_id IS NULL"
+        if kinds is not None or self._writebacks:
+            wanted = f"IN {_in(kinds)}" if kinds is not None else f"NOT IN {_in(WRITEBACK_KINDS)}"
+            sql = (
+                "SELECT min(q.next_attempt_at) FROM queue AS q JOIN events AS e ON e.id = q.id"
+                f" WHERE q.job_id IS NULL AND e.kind {wanted}"
+            )
+            if after is None:
+                return self._conn.execute(sql).fetchone()[0]
+            return self._conn.execute(
+                sql + " AND q.next_attempt_at > ?", (after,)
+            ).fetchone()[0]
         if after is None:
             return self._conn.execute(sql).fetchone()[0]
         return self._conn.execute(sql + " AND next_attempt_at > ?", (after,)).fetchone()[0]
@@ -730,6 +761,8 @@ class Outbox:
                     )
                 conn.execute("DELETE FROM dead_letters WHERE id = ?", (dl_id,))
                 replayed.append(dl_id)
+        if replayed:
+            self._writebacks = True  # a replayed dead letter may be one: filter from now on
         return replayed, problems
 
     def purge_dead_letters(self, *, older_than: float | None = None) -> int:
@@ -741,6 +774,28 @@ class Outbox:
             ).rowcount
 
     # -- gauges and reports ------------------------------------------------------------------
+
+    def meta_json(self, key: str) -> object:
+        """A meta value stored as JSON (None when absent or unreadable)."""
+        value = self.get_meta(key)
+        if value is None:
+            return None
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+
+    def tracked_statuses(self, alert_ids: Iterable[str]) -> dict[str, str]:
+        """The Panther status the status sync last saw for each of these tracked alerts."""
+        wanted = set(alert_ids)
+        if not wanted:
+            return {}
+        rows = self._conn.execute(
+            "SELECT alert_id, status FROM tracked WHERE alert_id IN"
+            " (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(wanted)),),
+        )
+        return dict(rows.fetchall())
 
     def backlog(self) -> dict[str, int]:
         """Undelivered events (pending, in a job), dead letters and jobs: what the gauges show.
@@ -768,6 +823,14 @@ class Outbox:
         out["dead_letters"] = self._conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
         out["jobs"] = self._conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
         return out
+
+
+def _in(kinds: Iterable[str]) -> str:
+    """An SQL `(...)` list of event kinds, which are identifiers of ours, never user input."""
+    names = list(kinds)
+    if not all(name.replace("_", "").isalnum() for name in names):
+        raise ValueError(f"invalid event kinds {names!r}")
+    return "(" + ", ".join(f"'{name}'" for name in names) + ")" if names else "('')"
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

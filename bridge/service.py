@@ -20,10 +20,11 @@ from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 from bridge.bigpanda.client import BigPandaClient
+from bridge.bigpanda.incidents import BigPandaIncidents
 from bridge.catalog import Catalog
 from bridge.config import Settings
 from bridge.dispatch import Dispatcher, JobTracker
-from bridge.errors import BridgeError, ConfigError, StateError
+from bridge.errors import AuthError, BridgeError, ConfigError, StateError, retry_reason
 from bridge.failures import FailureBurst
 from bridge.filters import AlertFilter
 from bridge.health import Health
@@ -32,11 +33,14 @@ from bridge.metrics import Metrics
 from bridge.normalize import MappingRules
 from bridge.outbox import Outbox
 from bridge.panther.client import PantherClient
+from bridge.panther.writes import PantherWrites
 from bridge.poller import Poller, PollResult
 from bridge.retry import RetryPolicy
 from bridge.routing import Router
 from bridge.server import build_app
 from bridge.status_sync import StatusSync, SyncResult
+from bridge.sync_back import SyncBack, SyncBackResult
+from bridge.writeback import WriteBack
 
 log = structlog.get_logger("bridge.service")
 
@@ -79,6 +83,12 @@ class Bridge:
         self.poll_faults = FailureBurst("poll", self.metrics, self.health, self.policy)
         self.sweep_faults = FailureBurst("sweep", self.metrics, self.health, self.policy)
         self.sync_faults = FailureBurst("status_sync", self.metrics, self.health, self.policy)
+        # Two-way sync (only with sync_back.enabled): the reader of BigPanda incidents, the
+        # writer to Panther, and the Panther token ids whose changes are the bridge's own.
+        self.sync_back: SyncBack | None = None
+        self.writeback: WriteBack | None = None
+        self.own_actor_ids: set[str] = set()
+        self._sync_back_failures = 0
 
     async def __aenter__(self) -> Bridge:
         s = self.settings
@@ -151,7 +161,10 @@ class Bridge:
             filters=filters,
             router=router,
             clock=self.clock,
+            own_actor_ids=self.own_actor_ids,
         )
+        if s.sync_back.enabled:
+            self._wire_sync_back(bigpanda_session, panther_session, panther_token)
         self.dispatcher = Dispatcher(
             self.bigpanda,
             self.outbox,
@@ -178,6 +191,79 @@ class Bridge:
         if watermark is not None:
             self.metrics.watermark.set(watermark)
         return self
+
+    def _wire_sync_back(
+        self,
+        bigpanda_session: aiohttp.ClientSession,
+        panther_session: aiohttp.ClientSession,
+        panther_token: str,
+    ) -> None:
+        s = self.settings
+        assert s.sync_back.api_key is not None and s.sync_back.environment_id  # validated
+        api_key = s.sync_back.api_key.get_secret_value()
+        scrubber.register([api_key])
+        incidents = BigPandaIncidents(
+            bigpanda_session,
+            api_url=s.bigpanda.api_url,
+            api_key=api_key,
+            environment_id=s.sync_back.environment_id,
+            timeout=s.bigpanda.timeout,
+            rate=s.sync_back.rate_limit,
+            metrics=self.metrics,
+        )
+        self.sync_back = SyncBack(
+            incidents, self.outbox, self.metrics, s.sync_back, clock=self.clock
+        )
+        writes = PantherWrites(
+            panther_session,
+            api_url=s.panther.api_url,
+            api_token=panther_token,
+            timeout=s.panther.timeout,
+            metrics=self.metrics,
+        )
+        self.writeback = WriteBack(
+            writes, self.outbox, self.metrics, self.health, self.policy,
+            own_actor_ids=self.own_actor_ids, clock=self.clock,
+        )
+
+    async def sync_back_cycle(self) -> SyncBackResult | None:
+        """Read changed BigPanda incidents and record their write-backs (two-way sync)."""
+        if self.sync_back is None:
+            return None
+        try:
+            result = await self.sync_back.sync()
+        except BridgeError as exc:
+            self._sync_back_failures += 1
+            reason = retry_reason(exc)
+            self.metrics.retries.labels(target="bigpanda", reason=reason).inc()
+            if isinstance(exc, AuthError):
+                self.health.sync_back_refused = str(exc)[:500]
+            if self._sync_back_failures == 1:
+                log.warning("sync_back.failed", error=str(exc)[:500], reason=reason)
+            return None
+        if self._sync_back_failures:
+            log.info("sync_back.recovered", failures=self._sync_back_failures)
+        self._sync_back_failures = 0
+        self.health.sync_back_refused = None
+        if result.new_events and self.writeback is not None:
+            self.writeback.wake()
+        log.info("sync_back.completed", incidents=result.incidents,
+                 activities=result.activities, new_writebacks=result.new_events,
+                 requests=result.requests)
+        return result
+
+    async def _sync_back_loop(self, stopping: asyncio.Event) -> None:
+        interval = self.settings.sync_back.interval
+
+        def delay() -> float:
+            if not self._sync_back_failures:
+                return interval
+            return interval + self.policy.delay(self._sync_back_failures - 1)
+
+        while not stopping.is_set():
+            await self._unless_stopping(self.sync_back_cycle(), stopping)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay())
 
     async def __aexit__(
         self,
@@ -353,6 +439,9 @@ class Bridge:
                     tg.create_task(self._sweep_loop(stopping), name="sweep"),
                     tg.create_task(self._sync_loop(stopping), name="status-sync"),
                 ]
+                if self.sync_back is not None and self.writeback is not None:
+                    loops.append(tg.create_task(self._sync_back_loop(stopping), name="sync-back"))
+                    loops.append(tg.create_task(self.writeback.run(stopping), name="writeback"))
                 if self.catalog is not None:
                     loops.append(tg.create_task(
                         self._unless_stopping(self.catalog.run(stopping), stopping),
@@ -476,6 +565,8 @@ class Bridge:
         polled = await self.poll_cycle()
         swept = await self.sweep_cycle()
         synced = await self.sync_cycle()
+        if self.sync_back is not None:
+            await self.sync_back_cycle()
         drained = await self.drain(timeout=timeout)
         return None not in (polled, swept, synced) and drained
 
@@ -504,6 +595,8 @@ class Bridge:
             await self.dispatcher.step()
             await self.dispatcher.wait_in_flight()
             await self.jobs.poll_all()
+            if self.writeback is not None:
+                await self.writeback.step()
             counts = self.outbox.backlog()
             if counts["pending"] == 0 and counts["jobs"] == 0:
                 break

@@ -45,7 +45,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -118,8 +118,11 @@ class StatusSync:
         filters: AlertFilter | None = None,
         router: Router | None = None,
         clock: Callable[[], float] = time.time,
+        own_actor_ids: Collection[str] = (),
     ) -> None:
         self._client = client
+        # The bridge's own Panther token (two-way sync): its changes are already in BigPanda.
+        self._own_actor_ids = own_actor_ids
         self._outbox = outbox
         self._metrics = metrics
         self._app_key_for = app_key_for
@@ -275,6 +278,13 @@ class StatusSync:
                 original,
                 app_key,
             )
+            actor = raw.get("updatedBy")
+            if isinstance(actor, dict) and actor.get("id") in self._own_actor_ids:
+                # Written by the two-way sync after a resolution in BigPanda, which already
+                # holds it: an event now would only echo it back. The row follows the change.
+                log.info("alert.status_changed_by_bridge", alert_id=tracked.alert_id,
+                         status_to=new_status)
+                continue
             if isinstance(outcome, Rejected):
                 rejected.append(outcome)
             else:

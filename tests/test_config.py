@@ -367,7 +367,7 @@ class TestValidationProblems:
             "logging.level: must be 'debug', 'info', 'warning' or 'error', got 'loud'",
             "logging.format: must be 'auto', 'json' or 'console', got 'xml'",
             "extra: unknown section; valid keys here: panther, bigpanda, state, server, logging, "
-            "retry, catalog, mapping, routing",
+            "retry, catalog, mapping, routing, sync_back",
         ]
 
     def test_section_that_is_not_a_mapping(self, write: WriteConfig) -> None:

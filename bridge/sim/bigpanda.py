@@ -29,6 +29,7 @@ import orjson
 from aiohttp import web
 
 from bridge.sim import serve_app
+from bridge.sim.bigpanda_incidents import IncidentStore
 
 __all__ = [
     "AcceptedAlert",
@@ -418,8 +419,11 @@ class BigPandaSimulator:
         token: str = DEFAULT_TOKEN,
         app_keys: Iterable[str] | None = None,
         latency: float = 0.0,
+        incidents: IncidentStore | None = None,
     ) -> None:
         self.token = token
+        # The incident side (correlation, Incidents V2, activities): bridge.sim.bigpanda_incidents.
+        self.incidents = incidents or IncidentStore()
         self.app_keys = None if app_keys is None else frozenset(app_keys)
         self.latency = latency
         self.accepted: list[AcceptedAlert] = []
@@ -436,6 +440,7 @@ class BigPandaSimulator:
         self.app = web.Application(middlewares=[self._record], client_max_size=MAX_BODY)
         self.app.router.add_post(ALERTS_PATH, self._post_alerts)
         self.app.router.add_get(JOBS_PATH + "/{job_id}", self._get_job)
+        self.incidents.install(self.app.router)
         self.app.router.add_route("*", "/{tail:.*}", self._not_found)
 
     # -- knobs for tests --
@@ -642,6 +647,7 @@ class BigPandaSimulator:
             incident = stored.get("incident_identifier")
             if isinstance(incident, str):
                 self._by_incident.setdefault(incident, []).append(stored)
+            self.incidents.on_alert(stored, now)
             created += 1
         self.duplicates += duplicates
         return created, duplicates

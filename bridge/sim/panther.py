@@ -58,6 +58,7 @@ from aiohttp import web
 
 from bridge.sim import panther_catalog as catalog
 from bridge.sim import serve_app
+from bridge.sim.panther_writes import PantherWrites
 
 __all__ = [
     "DEFAULT_TOKEN",
@@ -393,6 +394,8 @@ class PantherSimulator:
         # at most four lists, never a scan of every alert.
         self._index: dict[tuple[str, str], list[tuple[int, str]]] = {}
         self._scripts: list[tuple[str, deque[_Fault]]] = []
+        # Comments, the calling token, denied routes: bridge.sim.panther_writes.
+        self.writes = PantherWrites(self.alerts)
         self.app = self._build_app()
 
     # --- alerts ---------------------------------------------------------------------------
@@ -719,6 +722,7 @@ class PantherSimulator:
         app.router.add_patch("/alerts", self._patch_alerts)
         app.router.add_get("/alerts/{id}", self._get_alert)
         app.router.add_patch("/alerts/{id}", self._patch_alert)
+        self.writes.install(app.router)
         for kind in CATALOG_KINDS:
             app.router.add_get(f"/{kind}", self._catalog_lister(kind))
             app.router.add_get(f"/{kind}/{{id}}", self._catalog_getter(kind))
@@ -740,6 +744,9 @@ class PantherSimulator:
     async def _respond(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.headers.get("X-API-Key") != self.token:
             return _error(401, "Unauthorized")
+        refused = self.writes.refusal(request)
+        if refused is not None:
+            return refused
         fault = self._next_fault(request.path)
         if self.page_latency > 0 and request.path.startswith("/alerts"):
             await asyncio.sleep(self.page_latency)
@@ -876,7 +883,8 @@ class PantherSimulator:
         if body is None or not isinstance(body.get("ids"), list):
             return _error(400, "ids is missing from request body")
         problem = self._apply_patch([str(i) for i in body["ids"]], body)
-        return problem or web.Response(status=204)
+        # Panther answers 204 with a JSON content type (its own client decodes it).
+        return problem or web.Response(status=204, content_type="application/json")
 
     def _apply_patch(self, ids: list[str], body: JSON) -> web.Response | None:
         status, assignee = body.get("status"), body.get("assignee")
@@ -887,10 +895,10 @@ class PantherSimulator:
             return _error(404, f"alert not found: {missing[0]}")
         for alert_id in ids:
             if status is not None:
-                self.set_status(alert_id, status, by="api-token-sim")
+                self.set_status(alert_id, status, by=self.writes.token_id)
             if assignee is not None:
                 self.alerts[alert_id]["assignee"] = _actor(assignee) if assignee else None
-                self.alerts[alert_id]["updatedBy"] = _actor("api-token-sim")
+                self.alerts[alert_id]["updatedBy"] = _actor(self.writes.token_id)
         return None
 
     def _catalog_lister(self, kind: str) -> Handler:
