@@ -298,12 +298,12 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _open_outbox(args: argparse.Namespace):  # -> Outbox
-    from bridge.outbox import Outbox
+def _open_outbox(args: argparse.Namespace):  # -> Outbox (or the PostgreSQL store)
+    from bridge.state import namespace_of, open_state
 
     settings = _settings(args)
     # Read-mostly commands may run beside `bridge run`: SQLite's own locking keeps them safe.
-    return Outbox.open(settings.state.path, exclusive=False)
+    return open_state(settings.state, namespace=namespace_of(settings), exclusive=False)
 
 
 def _when(epoch: float) -> str:
