@@ -58,7 +58,8 @@ class Lease:
 
     def _one(self, sql: str, args: tuple) -> tuple | None:
         with self._lock, self._db.errors():
-            return self._db.get().execute(sql, args).fetchone()
+            cur = self._db.get().execute(sql, args)
+            return cur.fetchone() if cur.description is not None else None
 
     def try_acquire(self) -> int | None:
         """Take the lease if it is free or expired; the new term, or None (someone holds it)."""
