@@ -87,7 +87,7 @@ MIGRATIONS: dict[int, list[str]] = {
             id          INTEGER PRIMARY KEY CHECK (id = 1),
             holder      TEXT,
             term        BIGINT NOT NULL DEFAULT 0,
-            expires_at  TIMESTAMPTZ NOT NULL DEFAULT '-infinity',
+            expires_at  TIMESTAMPTZ NOT NULL DEFAULT 'epoch',
             acquired_at TIMESTAMPTZ,
             renewed_at  TIMESTAMPTZ
         )""",
