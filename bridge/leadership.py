@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,6 +32,31 @@ from bridge.metrics import Metrics
 log = structlog.get_logger("bridge.leadership")
 
 Work = Callable[[asyncio.Event], Awaitable[None]]
+
+
+async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args)` in a daemon thread of its own: unlike `asyncio.to_thread`, a call stuck on a
+    dead connection neither holds a pool worker nor keeps the process from exiting."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not future.done():
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    def target() -> None:
+        try:
+            result = (True, fn(*args))
+        except BaseException as exc:
+            result = (False, exc)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, *result)
+
+    threading.Thread(target=target, daemon=True, name="lease").start()
+    return await future
 
 
 def stop_margin(ttl: float) -> float:
@@ -79,6 +105,7 @@ class Leadership:
             await work(stopping)
             return
         self._set_role("standby")
+        self._store.stand_by(self._lease.holder)
         try:
             while not stopping.is_set():
                 term = await self._acquire(stopping)
@@ -96,10 +123,12 @@ class Leadership:
             term = None
             try:
                 term = await asyncio.wait_for(
-                    asyncio.to_thread(self._lease.try_acquire), self.ttl - self.margin
+                    in_thread(self._lease.try_acquire), self.ttl - self.margin
                 )
                 self._health.lease_error = None
             except (BridgeError, TimeoutError) as exc:
+                if isinstance(exc, TimeoutError):
+                    self._lease.drop_connection()
                 self._lease_failed("leader.acquire_failed", exc)
             if term is not None:
                 self._deadline = started + self.ttl - self.margin
@@ -150,7 +179,7 @@ class Leadership:
         finally:
             for task in (work_task, renew_task, stop_task):
                 task.cancel()
-            self._store.unfence()
+            self._store.stand_by(self._lease.holder)
             self.term = None
             self._set_role("standby")
             self._metrics.leader.set(0)
@@ -165,7 +194,7 @@ class Leadership:
             if left <= 0:
                 return "renew deadline passed"
             try:
-                ok = await asyncio.wait_for(asyncio.to_thread(self._lease.renew, term), left)
+                ok = await asyncio.wait_for(in_thread(self._lease.renew, term), left)
             except TimeoutError:
                 self._lease.drop_connection()
                 return f"no lease renewal within {self.ttl - self.margin:.1f}s"
@@ -183,7 +212,7 @@ class Leadership:
     async def _release(self, term: int) -> None:
         try:
             released = await asyncio.wait_for(
-                asyncio.to_thread(self._lease.release, term), max(self.interval, 1.0)
+                in_thread(self._lease.release, term), max(self.interval, 1.0)
             )
         except (BridgeError, TimeoutError) as exc:
             log.warning("leader.release_failed", term=term, error=str(exc)[:300],

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -46,19 +45,21 @@ class Lease:
         self.schema = schema_name(namespace)
         self.ttl = float(ttl)
         self.holder = holder or holder_id()
+        self._url = url
         self._db = Connection(url, ttl=ttl)
-        self._lock = threading.Lock()  # one call at a time, whichever thread runs it
 
     def close(self) -> None:
         self._db.close()
 
     def drop_connection(self) -> None:
-        """Forget the connection (a call on it timed out); the next call opens a new one."""
-        self._db.drop()
+        """Abandon the connection (a call on it is stuck): the next call opens a new one, and
+        the stuck call keeps the old one to itself until it fails."""
+        self._db = Connection(self._url, ttl=self.ttl)
 
     def _one(self, sql: str, args: tuple) -> tuple | None:
-        with self._lock, self._db.errors():
-            cur = self._db.get().execute(sql, args)
+        db = self._db
+        with db.errors():
+            cur = db.get().execute(sql, args)
             return cur.fetchone() if cur.description is not None else None
 
     def try_acquire(self) -> int | None:

@@ -204,7 +204,12 @@ class PostgresStore:
         self._fence = Fence(holder, term, deadline)
 
     def unfence(self) -> None:
+        """No fence: operators' commands and a bridge that is alone write freely."""
         self._fence = None
+
+    def stand_by(self, holder: str) -> None:
+        """A standby (or a leader that lost its term) writes nothing and is handed nothing."""
+        self._fence = Fence(holder, -1, lambda: float("-inf"))
 
     @property
     def term(self) -> int | None:
