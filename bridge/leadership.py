@@ -101,6 +101,7 @@ class Leadership:
 
     async def run(self, stopping: asyncio.Event, work: Work) -> None:
         if self._lease is None:
+            self.term = 0
             self._became("leader", 0)
             await work(stopping)
             return

@@ -69,6 +69,7 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             pytest.fail(f"{_PG_ENV}={url} does not answer: {exc}", pytrace=False)
         yield url
         return
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("xdg")))  # platformdirs
     try:
         import pgserver
     except ImportError as exc:
@@ -78,7 +79,11 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             pytrace=False,
         )
     try:
-        server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+        import warnings
+
+        with warnings.catch_warnings():  # platformdirs: no XDG_RUNTIME_DIR in containers
+            warnings.simplefilter("ignore")
+            server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
         url = server.get_uri()
         psycopg.connect(url, connect_timeout=5).close()
     except Exception as exc:
