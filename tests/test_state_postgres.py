@@ -95,3 +95,33 @@ def test_config_errors_name_the_keys_and_never_the_password(tmp_path: Path) -> N
     assert settings.state.url.get_secret_value() == "postgresql://u:s3cret-pass@h/db"
     assert "s3cret-pass" not in repr(settings) and namespace_of(settings) == "acme"
     assert redact_url(settings.state.url.get_secret_value()) == "postgresql://u:***@h/db"
+
+
+def test_status_names_the_leader_its_term_and_expiry(
+    tmp_path: Path, postgres_url: str, pg_namespace: str, capsys
+) -> None:
+    from bridge.cli import main
+    from bridge.state.lease import Lease
+
+    base = {
+        "panther": {"api_url": "https://p.example", "api_token": "t" * 20},
+        "bigpanda": {"api_token": "u" * 20, "app_key": "k"},
+    }
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({**base, "state": {"url": postgres_url,
+                                                        "namespace": pg_namespace}}))
+    assert main(["status", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "leader: none" in out and "term: 0" in out and f"namespace: {pg_namespace}" in out
+    lease = Lease(postgres_url, pg_namespace, ttl=30.0, holder="host-a:123:abc")
+    try:
+        assert lease.try_acquire() == 1
+        assert main(["status", "--config", str(config)]) == 0
+        out = capsys.readouterr().out
+        assert "leader: host-a:123:abc" in out and "term: 1" in out and "lease expires:" in out
+    finally:
+        lease.close()
+    sqlite = tmp_path / "s.yaml"
+    sqlite.write_text(yaml.safe_dump({**base, "state": {"path": str(tmp_path / "b.db")}}))
+    assert main(["status", "--config", str(sqlite)]) == 0
+    assert "SQLite file" in capsys.readouterr().out
