@@ -58,6 +58,9 @@ def with_database(url: str, dbname: str) -> str:
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The URL of a PostgreSQL server's maintenance database (`postgres`)."""
     import os
+    import shutil
+    import tempfile
+    from pathlib import Path
 
     import psycopg
 
@@ -83,7 +86,11 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
         with warnings.catch_warnings():  # platformdirs: no XDG_RUNTIME_DIR in containers
             warnings.simplefilter("ignore")
-            server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+            # Outside pytest's basetemp: other pytest runs prune old basetemps, and the server
+            # may run as an unprivileged user that must reach its data directory.
+            pgdata = Path(tempfile.mkdtemp(prefix="bridge-test-pg-"))
+            pgdata.chmod(0o755)
+            server = pgserver.get_server(pgdata, cleanup_mode="stop")
         url = server.get_uri()
         psycopg.connect(url, connect_timeout=5).close()
     except Exception as exc:
@@ -92,6 +99,7 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         server.cleanup()
+        shutil.rmtree(pgdata, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
