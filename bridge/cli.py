@@ -226,8 +226,30 @@ async def _run_service(settings) -> int:
     return EXIT_OK
 
 
+def _refuse_beside_leader(settings, command: str) -> None:
+    """With PostgreSQL, `once` and `backfill` do not run while replicas lead the same state
+    (with SQLite, the state file's lock refuses them the same way)."""
+    from bridge.state import namespace_of, open_lease, open_state
+
+    namespace = namespace_of(settings)
+    lease = open_lease(settings.state, namespace=namespace)
+    if lease is None:
+        return
+    open_state(settings.state, namespace=namespace, exclusive=False).close()
+    try:
+        info = lease.info()
+    finally:
+        lease.close()
+    if info.holder and info.valid:
+        raise StateError(
+            f"namespace {namespace} is led by {info.holder} (term {info.term}): `bridge {command}`"
+            " cannot run beside `bridge run` on the same state; stop the replicas first"
+        )
+
+
 def cmd_once(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    _refuse_beside_leader(settings, "once")
     _configure_logs(settings)
 
     async def go() -> bool:
@@ -245,6 +267,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     until = _parse_time(args.until, "--until") if args.until else time.time()
     if since >= until:
         raise ConfigError(["--since must be before --until"])
+    _refuse_beside_leader(settings, "backfill")
     _configure_logs(settings)
 
     async def go() -> bool:

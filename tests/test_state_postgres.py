@@ -125,3 +125,27 @@ def test_status_names_the_leader_its_term_and_expiry(
     sqlite.write_text(yaml.safe_dump({**base, "state": {"path": str(tmp_path / "b.db")}}))
     assert main(["status", "--config", str(sqlite)]) == 0
     assert "SQLite file" in capsys.readouterr().out
+
+
+def test_once_and_backfill_are_refused_while_a_replica_leads(
+    tmp_path: Path, postgres_url: str, pg_namespace: str, capsys
+) -> None:
+    from bridge.cli import main
+    from bridge.state.lease import Lease
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "panther": {"api_url": "http://127.0.0.1:9", "api_token": "t" * 20},
+        "bigpanda": {"api_url": "http://127.0.0.1:9", "api_token": "u" * 20, "app_key": "k"},
+        "state": {"url": postgres_url, "namespace": pg_namespace},
+    }))
+    PostgresStore.open(postgres_url, pg_namespace).close()
+    lease = Lease(postgres_url, pg_namespace, ttl=60.0, holder="host-a:1:x")
+    try:
+        assert lease.try_acquire() == 1
+        assert main(["once", "--config", str(config)]) == 1
+        assert "led by host-a:1:x (term 1)" in capsys.readouterr().err
+        assert main(["backfill", "--since", "1h", "--config", str(config)]) == 1
+        assert "cannot run beside `bridge run`" in capsys.readouterr().err
+    finally:
+        lease.close()
