@@ -241,7 +241,10 @@ class Dispatcher:
             while batch:
                 try:
                     await self._deliver(batch)
-                except Exception:  # a bug in one batch must not stop delivery
+                except Exception as exc:  # a bug in one batch must not stop delivery
+                    if getattr(exc, "fenced", False):  # this replica lost its lease: stop
+                        log.warning("batch.fenced", events=len(batch), error=str(exc)[:300])
+                        return
                     log.exception("batch.crashed", events=len(batch), first_event=batch[0].id)
                     self._schedule_retry(batch, None, "internal error while sending")
                 finally:

@@ -126,3 +126,53 @@ async def test_sqlite_is_always_leader_at_term_zero(tmp_path) -> None:
     box.close()
     assert seen == [0] and leadership.is_leader()
     assert metrics.leader._value.get() == 1 and health.role == "leader"
+
+
+async def test_a_batch_answered_after_the_lease_was_lost_is_not_recorded(
+    postgres_url: str, pg_namespace: str, mock, metrics
+) -> None:
+    """The sender's batch comes back after this replica lost its term: nothing is written, the
+    events stay queued for the new leader, and the sender stops without a crash."""
+    import aiohttp
+
+    from bridge.bigpanda.client import BigPandaClient
+    from bridge.dispatch import Dispatcher
+    from bridge.outbox import NewEvent
+    from bridge.retry import RetryPolicy
+
+    store = PostgresStore.open(postgres_url, pg_namespace)
+    lease = Lease(postgres_url, pg_namespace, ttl=30.0, holder="old")
+    new = Lease(postgres_url, pg_namespace, ttl=30.0, holder="new")
+    try:
+        term = lease.try_acquire()
+        store.fence("old", term, lambda: float("inf"))
+        store.record([NewEvent("a:alert", "a", "alert", "critical", "k", b'{"a":1}', 1.0)])
+
+        def take_over(url, **kwargs):  # BigPanda answers after another replica took the lease
+            lease.expire_now()
+            assert new.try_acquire() == term + 1
+
+        mock.post("http://bp.test/data/v2/alerts", status=201, payload={}, callback=take_over)
+        async with aiohttp.ClientSession() as session:
+            client = BigPandaClient(session, api_url="http://bp.test", api_token="t" * 20,
+                                    timeout=5, metrics=metrics)
+            dispatcher = Dispatcher(client, store, metrics, Health(poll_interval=1.0),
+                                    batch_size=10, max_in_flight=1,
+                                    policy=RetryPolicy(initial_backoff=1, max_backoff=1,
+                                                       give_up_after=3600, max_retry_after=5),
+                                    job_timeout=60, shutdown_grace=1)
+            from structlog.testing import capture_logs
+
+            with capture_logs() as logs:
+                assert await dispatcher.step() == 1
+                await dispatcher.wait_in_flight()
+        events = [entry["event"] for entry in logs]
+        assert "batch.fenced" in events and "batch.crashed" not in events
+        store.unfence()
+        assert store.counts()["pending"] == 1 and store.counts()["sent"] == 0
+        (still,) = store.due(10, now=0)
+        assert still.attempts == 0  # not even a retry was recorded by the old leader
+    finally:
+        store.close()
+        lease.close()
+        new.close()

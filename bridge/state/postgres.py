@@ -42,6 +42,8 @@ from bridge.state.postgres_schema import SCHEMA_VERSION, migrate, schema_name
 class FencedError(StateError):
     """A state write by a replica whose lease term is no longer the current one: its work stops."""
 
+    fenced = True  # what the sender looks for (it does not import the PostgreSQL backend)
+
 
 def redact_url(url: str) -> str:
     """`url` with its password (if any) replaced by ***, for logs and messages."""
