@@ -109,6 +109,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=cmd_sim)
 
+    p = with_config(sub.add_parser(
+        "status", help="which replica leads the shared state, its term and lease expiry"
+    ))
+    p.set_defaults(handler=cmd_status)
+
+    state = sub.add_parser("state", help="manage the durable state")
+    state_sub = state.add_subparsers(dest="state_command", metavar="ACTION", required=True)
+    p = state_sub.add_parser("migrate", help="copy a SQLite state file into PostgreSQL")
+    p.add_argument("--from", dest="source", required=True, help="the SQLite state file")
+    p.add_argument("--to", dest="target", required=True,
+                   help="postgresql:// URL ($BRIDGE_STATE_PASSWORD or PGPASSWORD for the password)")
+    p.add_argument("--namespace", default=None,
+                   help="target namespace (default: the one --config's bridge uses)")
+    p.add_argument("--config", default=None,
+                   help="the bridge's YAML config, to derive the namespace from")
+    p.set_defaults(handler=cmd_state_migrate)
+
     dlq = sub.add_parser("dlq", help="inspect and re-drive dead letters")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
     p = with_config(dlq_sub.add_parser("list", help="list dead letters"))
@@ -215,8 +232,30 @@ async def _run_service(settings) -> int:
     return EXIT_OK
 
 
+def _refuse_beside_leader(settings, command: str) -> None:
+    """With PostgreSQL, `once` and `backfill` do not run while replicas lead the same state
+    (with SQLite, the state file's lock refuses them the same way)."""
+    from bridge.state import namespace_of, open_lease, open_state
+
+    namespace = namespace_of(settings)
+    lease = open_lease(settings.state, namespace=namespace)
+    if lease is None:
+        return
+    open_state(settings.state, namespace=namespace, exclusive=False).close()
+    try:
+        info = lease.info()
+    finally:
+        lease.close()
+    if info.holder and info.valid:
+        raise StateError(
+            f"namespace {namespace} is led by {info.holder} (term {info.term}): `bridge {command}`"
+            " cannot run beside `bridge run` on the same state; stop the replicas first"
+        )
+
+
 def cmd_once(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    _refuse_beside_leader(settings, "once")
     _configure_logs(settings)
 
     async def go() -> bool:
@@ -234,6 +273,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     until = _parse_time(args.until, "--until") if args.until else time.time()
     if since >= until:
         raise ConfigError(["--since must be before --until"])
+    _refuse_beside_leader(settings, "backfill")
     _configure_logs(settings)
 
     async def go() -> bool:
@@ -304,12 +344,12 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _open_outbox(args: argparse.Namespace):  # -> Outbox
-    from bridge.outbox import Outbox
+def _open_outbox(args: argparse.Namespace):  # -> Outbox (or the PostgreSQL store)
+    from bridge.state import namespace_of, open_state
 
     settings = _settings(args)
     # Read-mostly commands may run beside `bridge run`: SQLite's own locking keeps them safe.
-    return Outbox.open(settings.state.path, exclusive=False)
+    return open_state(settings.state, namespace=namespace_of(settings), exclusive=False)
 
 
 def _when(epoch: float) -> str:
@@ -391,3 +431,59 @@ def cmd_dlq_purge(args: argparse.Namespace) -> int:
 
 
 __all__ = ["BridgeError", "main"]
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from bridge.state import namespace_of, open_lease, open_state, shown_state
+
+    settings = _settings(args)
+    namespace = namespace_of(settings)
+    lease = open_lease(settings.state, namespace=namespace)
+    if lease is None:
+        print(f"state: SQLite file {settings.state.path}")
+        print("leader: the one process holding that file (no lease; term 0)")
+        return EXIT_OK
+    # Opening the store creates or upgrades the schema, so the lease row exists.
+    open_state(settings.state, namespace=namespace, exclusive=False).close()
+    try:
+        info = lease.info()
+    finally:
+        lease.close()
+    print(f"state: PostgreSQL {shown_state(settings.state)}")
+    print(f"namespace: {namespace}")
+    if info.holder and info.valid:
+        print(f"leader: {info.holder}")
+    else:
+        print("leader: none (the lease is free or expired: a standby takes it on its next try)")
+    print(f"term: {info.term}")
+    print(f"lease expires: {info.expires_at.isoformat()} ({info.remaining:+.1f}s)")
+    return EXIT_OK
+
+
+def cmd_state_migrate(args: argparse.Namespace) -> int:
+    import os
+
+    from bridge.config import StateSettings
+    from bridge.state import namespace_of
+    from bridge.state.migrate import migrate_sqlite
+    from bridge.state.postgres import redact_url
+
+    target = os.path.expandvars(args.target)  # ${BRIDGE_STATE_PASSWORD} in the URL
+    try:
+        StateSettings(url=target)
+    except ValueError:
+        raise ConfigError(
+            [f"--to {redact_url(target)}: give a postgresql://user@host:5432/database URL"]
+        ) from None
+    if args.namespace:
+        namespace = args.namespace
+    elif args.config or os.environ.get("BRIDGE_CONFIG"):
+        namespace = namespace_of(_settings(args))
+    else:
+        raise ConfigError(
+            ["state migrate: give --namespace NAME or --config FILE (the bridge that will use it)"]
+        )
+    copied = migrate_sqlite(args.source, target, namespace)
+    shown = ", ".join(f"{n} {table}" for table, n in copied.rows.items())
+    print(f"copied {args.source} into {redact_url(target)} namespace {namespace}: {shown}")
+    return EXIT_OK

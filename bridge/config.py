@@ -338,6 +338,39 @@ class StateSettings(_Section):
     path: str = Field(
         "./data/bridge.db", description="SQLite state file, relative to the working directory"
     )
+    url: SecretStr | None = Field(
+        None,
+        description="PostgreSQL URL (postgresql://user:${BRIDGE_STATE_PASSWORD}@host/db) instead"
+        " of the SQLite file, for replicas sharing one state (secret)",
+        examples=["postgresql://bridge:${BRIDGE_STATE_PASSWORD}@postgres:5432/bridge"],
+    )
+    namespace: str | None = Field(
+        None,
+        pattern=r"^[a-z][a-z0-9_]{0,39}$",
+        description="name of this bridge's state and lease in PostgreSQL (default: derived from"
+        " panther.api_url and bigpanda.app_key)",
+    )
+    lease_ttl: Duration = Field(
+        5 * SECOND, ge=1.0, le=300.0,
+        description="PostgreSQL leadership lease; a standby takes over within it (renewed every"
+        " third of it)",
+    )
+
+    @model_validator(mode="after")
+    def _one_backend(self) -> StateSettings:
+        if self.url is not None:
+            if "path" in self.model_fields_set:
+                raise ValueError(
+                    "state.path and state.url are exclusive: keep state.path for the SQLite file"
+                    " or state.url for PostgreSQL, not both"
+                )
+            scheme = urlsplit(self.url.get_secret_value()).scheme
+            if scheme not in ("postgresql", "postgres"):
+                raise ValueError(
+                    "state.url must be a postgresql:// URL"
+                    " (postgresql://user:${BRIDGE_STATE_PASSWORD}@host:5432/database)"
+                )
+        return self
 
 
 class ServerSettings(_Section):

@@ -38,7 +38,7 @@ import orjson
 import structlog
 
 from bridge.bigpanda.client import BigPandaClient
-from bridge.errors import ApiError, AuthError, BridgeError, StateError, retry_reason
+from bridge.errors import ApiError, AuthError, BridgeError, FencedError, StateError, retry_reason
 from bridge.failures import Action, action_for, retry_after_of, status_of
 from bridge.health import Health
 from bridge.metrics import Metrics
@@ -253,6 +253,9 @@ class Dispatcher:
             while batch:
                 try:
                     await self._deliver(batch)
+                except FencedError as exc:  # this replica lost its lease: stop sending
+                    log.warning("batch.fenced", events=len(batch), error=str(exc)[:300])
+                    return
                 except StateError as exc:
                     self._on_state_error(batch, exc)
                 except Exception:  # a bug in one batch must not stop delivery

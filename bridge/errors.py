@@ -80,6 +80,13 @@ class StateIOError(StateError):
     reason = "io"
 
 
+class FencedError(StateError):
+    """A state write by a replica whose lease term is no longer the current one (another replica
+    leads the shared PostgreSQL state now): refused, and this replica's work stops."""
+
+    reason = "fenced"
+
+
 # -- HTTP APIs ------------------------------------------------------------------------------------
 
 

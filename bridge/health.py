@@ -28,6 +28,10 @@ class Health:
     # Two-way sync: Panther refusing our writes (missing permission), BigPanda refusing the key.
     panther_write_refused: str | None = None
     sync_back_refused: str | None = None
+    # "leader" or "standby" (set by bridge/leadership.py); a standby polls nothing, so Panther's
+    # freshness does not apply to it, and it is ready when it can reach the lease.
+    role: str | None = None
+    lease_error: str | None = None
 
     def __post_init__(self) -> None:
         self.started_at = self.clock()
@@ -52,7 +56,11 @@ class Health:
                 f"Panther rejects the {loop} requests (retried at the slow cadence only): {message}"
             )
         window = 3 * self.poll_interval
-        if self.last_poll_ok_at is None:
+        standby = self.role == "standby"
+        if standby:
+            if self.lease_error:
+                reasons.append(f"cannot reach the leadership lease: {self.lease_error}")
+        elif self.last_poll_ok_at is None:
             reasons.append("no successful Panther poll yet")
         elif now - self.last_poll_ok_at > window:
             reasons.append(
@@ -69,6 +77,8 @@ class Health:
         if self.sync_back_refused:
             reasons.append(f"BigPanda refuses sync_back.api_key: {self.sync_back_refused}")
         details: dict[str, object] = {"ready": not reasons, "reasons": reasons}
+        if self.role is not None:
+            details["role"] = self.role
         if self.last_poll_error:
             details["last_poll_error"] = self.last_poll_error
         if self.last_poll_ok_at is not None:

@@ -165,6 +165,24 @@ class Metrics:
             registry=r,
         )
 
+        # High availability: leadership of the shared (PostgreSQL) state.
+        self.leader = Gauge(
+            "bridge_leader",
+            "1 while this replica leads (polls and sends), 0 on a standby.",
+            registry=r,
+        )
+        self.leader_changes = Counter(
+            "bridge_leader_changes_total",
+            "Times this replica became leader (took the lease at a new term).",
+            registry=r,
+        )
+        self.lease_renew_seconds = Histogram(
+            "bridge_lease_renew_seconds",
+            "Time one renewal of the leadership lease took.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+
     def render(self) -> bytes:
         """The Prometheus text exposition of everything in this registry."""
         return generate_latest(self.registry)

@@ -28,6 +28,7 @@ from bridge.errors import AuthError, BridgeError, ConfigError, StateError, retry
 from bridge.failures import FailureBurst
 from bridge.filters import AlertFilter
 from bridge.health import Health
+from bridge.leadership import Leadership
 from bridge.logs import scrubber
 from bridge.metrics import Metrics
 from bridge.normalize import MappingRules
@@ -38,6 +39,7 @@ from bridge.poller import Poller, PollResult
 from bridge.retry import RetryPolicy
 from bridge.routing import Router
 from bridge.server import build_app
+from bridge.state import namespace_of, open_lease, open_state, shown_state, state_url
 from bridge.status_sync import StatusSync, SyncResult
 from bridge.sync_back import SyncBack, SyncBackResult
 from bridge.writeback import WriteBack
@@ -71,7 +73,8 @@ class Bridge:
         )
         self.server_url: str | None = None
         self._sessions: list[aiohttp.ClientSession] = []
-        self.outbox: Outbox
+        self.outbox: Outbox  # or bridge.state.postgres.PostgresStore (same interface)
+        self.leadership: Leadership
         self.panther: PantherClient
         self.bigpanda: BigPandaClient
         self.poller: Poller
@@ -95,7 +98,17 @@ class Bridge:
         panther_token = s.panther.api_token.get_secret_value()
         bigpanda_token = s.bigpanda.api_token.get_secret_value()
         scrubber.register([panther_token, bigpanda_token])
-        self.outbox = Outbox.open(s.state.path)
+        url = state_url(s.state)
+        if url is not None:
+            from urllib.parse import urlsplit
+
+            scrubber.register([url, urlsplit(url).password])
+        namespace = namespace_of(s)
+        self.outbox = open_state(s.state, namespace=namespace)
+        self.leadership = Leadership(
+            open_lease(s.state, namespace=namespace), self.outbox, self.metrics, self.health,
+            ttl=s.state.lease_ttl,
+        )
         self.health.state_open = True
         # One session per target: each trusts its own CAs, and a slow Panther cannot take the
         # connections BigPanda deliveries need.
@@ -278,6 +291,7 @@ class Bridge:
         self._sessions.clear()
         self.health.state_open = False
         self.outbox.close()
+        self.leadership.close()
 
     def _new_session(
         self, api_url: str, ca_bundle: str | None, *, limit: int
@@ -425,37 +439,42 @@ class Bridge:
             "bridge.started",
             panther=self.settings.panther.api_url,
             bigpanda=self.settings.bigpanda.api_url,
-            state=str(self.settings.state.path),
+            state=shown_state(self.settings.state),
             metrics=f"{self.server_url}/metrics" if self.server_url else None,
         )
         try:
-            async with asyncio.TaskGroup() as tg:
-                loops = [
-                    tg.create_task(self._poll_loop(stopping), name="poll"),
-                    tg.create_task(self._deliver(stopping), name="dispatch"),
-                    tg.create_task(self.jobs.run(stopping), name="jobs"),
-                    tg.create_task(self._housekeeping(stopping), name="housekeeping"),
-                    tg.create_task(self._checkpoints(stopping), name="checkpoint"),
-                    tg.create_task(self._sweep_loop(stopping), name="sweep"),
-                    tg.create_task(self._sync_loop(stopping), name="status-sync"),
-                ]
-                if self.sync_back is not None and self.writeback is not None:
-                    loops.append(tg.create_task(self._sync_back_loop(stopping), name="sync-back"))
-                    loops.append(tg.create_task(self.writeback.run(stopping), name="writeback"))
-                if self.catalog is not None:
-                    loops.append(tg.create_task(
-                        self._unless_stopping(self.catalog.run(stopping), stopping),
-                        name="catalog",
-                    ))
-                tg.create_task(self._bound_shutdown(stopping, loops), name="shutdown-grace")
+            # Only the leader works; with SQLite that is always this process.
+            await self.leadership.run(stopping, self._work)
         finally:
             counts: dict[str, int] = {}
-            with contextlib.suppress(StateError):  # reported already, by the loop that met it
+            with contextlib.suppress(BridgeError):  # reported already, or a shared state away
                 self.refresh_gauges()
                 counts = self.outbox.counts()
             if runner is not None:
                 await runner.cleanup()
             log.info("bridge.stopped", **counts)
+
+    async def _work(self, stopping: asyncio.Event) -> None:
+        """The leader's loops, until `stopping` (a stop, or the end of this replica's term)."""
+        async with asyncio.TaskGroup() as tg:
+            loops = [
+                tg.create_task(self._poll_loop(stopping), name="poll"),
+                tg.create_task(self._deliver(stopping), name="dispatch"),
+                tg.create_task(self.jobs.run(stopping), name="jobs"),
+                tg.create_task(self._housekeeping(stopping), name="housekeeping"),
+                tg.create_task(self._checkpoints(stopping), name="checkpoint"),
+                tg.create_task(self._sweep_loop(stopping), name="sweep"),
+                tg.create_task(self._sync_loop(stopping), name="status-sync"),
+            ]
+            if self.sync_back is not None and self.writeback is not None:
+                loops.append(tg.create_task(self._sync_back_loop(stopping), name="sync-back"))
+                loops.append(tg.create_task(self.writeback.run(stopping), name="writeback"))
+            if self.catalog is not None:
+                loops.append(tg.create_task(
+                    self._unless_stopping(self.catalog.run(stopping), stopping),
+                    name="catalog",
+                ))
+            tg.create_task(self._bound_shutdown(stopping, loops), name="shutdown-grace")
 
     async def _bound_shutdown(self, stopping: asyncio.Event, loops: list[asyncio.Task]) -> None:
         """Once stopping, give the loops `server.shutdown_grace` to finish, then cancel the rest.

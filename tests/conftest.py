@@ -55,3 +55,92 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.stem in E2E_MODULES:
             item.add_marker(pytest.mark.e2e)
+# -- PostgreSQL ---------------------------------------------------------------------------------
+# The state's PostgreSQL backend is tested against a real server: the one named by
+# BRIDGE_TEST_POSTGRES_URL (CI's machine runs one), or else a throwaway server started from the
+# pip-installed `pgserver`. Neither available is a failure, never a skip. Each test session works
+# in a database of its own, created here and dropped at the end; each test in a namespace of its
+# own.
+
+_PG_ENV = "BRIDGE_TEST_POSTGRES_URL"
+
+
+def with_database(url: str, dbname: str) -> str:
+    """`url` pointing at database `dbname` (keeps user, host and query such as ?host=/socket)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    return urlunsplit(urlsplit(url)._replace(path="/" + dbname))
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a PostgreSQL server's maintenance database (`postgres`)."""
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import psycopg
+
+    url = os.environ.get(_PG_ENV)
+    if url:
+        try:
+            psycopg.connect(url, connect_timeout=5).close()
+        except psycopg.Error as exc:
+            pytest.fail(f"{_PG_ENV}={url} does not answer: {exc}", pytrace=False)
+        yield url
+        return
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("xdg")))  # platformdirs
+    try:
+        import pgserver
+    except ImportError as exc:
+        pytest.fail(
+            f"no PostgreSQL for the state tests: set {_PG_ENV} or install the test extra"
+            f" (pgserver): {exc}",
+            pytrace=False,
+        )
+    try:
+        import warnings
+
+        with warnings.catch_warnings():  # platformdirs: no XDG_RUNTIME_DIR in containers
+            warnings.simplefilter("ignore")
+            # Outside pytest's basetemp: other pytest runs prune old basetemps, and the server
+            # may run as an unprivileged user that must reach its data directory.
+            pgdata = Path(tempfile.mkdtemp(prefix="bridge-test-pg-"))
+            pgdata.chmod(0o755)
+            server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        url = server.get_uri()
+        psycopg.connect(url, connect_timeout=5).close()
+    except Exception as exc:
+        pytest.fail(f"cannot start a throwaway PostgreSQL (pgserver): {exc}", pytrace=False)
+    try:
+        yield url
+    finally:
+        server.cleanup()
+        shutil.rmtree(pgdata, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A throwaway database for this test session, dropped at the end."""
+    import os
+    import secrets
+
+    import psycopg
+
+    name = f"bridge_test_{os.getpid()}_{secrets.token_hex(3)}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield with_database(postgres_server, name)
+    finally:
+        with psycopg.connect(postgres_server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_namespace() -> str:
+    """A namespace (PostgreSQL schema) no other test uses."""
+    import secrets
+
+    return "test_" + secrets.token_hex(5)

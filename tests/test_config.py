@@ -285,7 +285,7 @@ class TestUnknownKeys:
 
     def test_lists_valid_keys_when_nothing_is_close(self, write: WriteConfig) -> None:
         assert problems_of(write(MINIMAL + "state:\n  zzz: 1\n")) == [
-            "state.zzz: unknown key; valid keys here: path"
+            "state.zzz: unknown key; valid keys here: path, url, namespace, lease_ttl"
         ]
 
 

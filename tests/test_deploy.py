@@ -529,3 +529,81 @@ class TestReadme:
         text = (ROOT / "README.md").read_text()
         for section in ("## Deploying", "## Monitoring", "## Troubleshooting"):
             assert section in text
+
+
+# --- high availability (PostgreSQL) -----------------------------------------------------------
+
+K8S_HA = K8S / "ha"
+
+
+def k8s_ha_resources() -> dict[str, dict[str, Any]]:
+    resources = {}
+    for path in sorted(K8S_HA.glob("*.yaml")):
+        for doc in load_yaml_documents(path):
+            resources[doc["kind"]] = doc
+    return resources
+
+
+class TestHighAvailabilityKit:
+    """deploy/kubernetes/ha: two replicas on PostgreSQL, a PodDisruptionBudget; compose `ha`."""
+
+    def test_resources_validate_against_the_schemas(self) -> None:
+        kubernetes_validate = pytest.importorskip("kubernetes_validate")
+        kinds = set()
+        for path in sorted(K8S_HA.glob("*.yaml")):
+            for doc in load_yaml_documents(path):
+                if doc["kind"] == "Kustomization":
+                    continue
+                kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+                kinds.add(doc["kind"])
+        assert kinds == {"ConfigMap", "Service", "Deployment", "PodDisruptionBudget", "Secret"}
+
+    def test_kustomization_lists_the_manifests_but_not_the_secret_example(self) -> None:
+        kustomization = yaml.safe_load((K8S_HA / "kustomization.yaml").read_text())
+        on_disk = {p.name for p in K8S_HA.glob("*.yaml")} - {"kustomization.yaml"}
+        assert set(kustomization["resources"]) == on_disk - {"secret.example.yaml"}
+
+    def test_two_replicas_without_a_volume_and_a_budget_that_keeps_one(self) -> None:
+        resources = k8s_ha_resources()
+        deployment, pdb = resources["Deployment"], resources["PodDisruptionBudget"]
+        assert deployment["spec"]["replicas"] == 2
+        assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+        pod = deployment["spec"]["template"]
+        assert pdb["spec"]["minAvailable"] == 1
+        assert pdb["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+        assert resources["Service"]["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+        (container,) = pod["spec"]["containers"]
+        assert {m["name"] for m in container["volumeMounts"]} == {"config"}
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        config_map = pod["spec"]["volumes"][0]["configMap"]["name"]
+        assert config_map == resources["ConfigMap"]["metadata"]["name"]
+
+    def test_config_uses_postgresql_with_the_password_from_the_secret(self) -> None:
+        resources = k8s_ha_resources()
+        text = resources["ConfigMap"]["data"][Path(CONFIG_PATH).name]
+        env = {**TOKENS, "BRIDGE_STATE_PASSWORD": "p" * 16}
+        settings = load_config_text(text, env)
+        assert settings.state.url is not None
+        assert settings.state.url.get_secret_value().startswith("postgresql://")
+        assert "${BRIDGE_STATE_PASSWORD}" in text
+        (container,) = resources["Deployment"]["spec"]["template"]["spec"]["containers"]
+        refs = {e["valueFrom"]["secretKeyRef"]["key"] for e in container["env"] if "valueFrom" in e}
+        secret = resources["Secret"]
+        assert refs == set(secret["stringData"]) and "BRIDGE_STATE_PASSWORD" in refs
+        assert all(v.startswith("replace-with-") for v in secret["stringData"].values())
+        grace = resources["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert grace > settings.server.shutdown_grace
+
+    def test_compose_profile_runs_postgres_and_two_bridges(self, compose: dict[str, Any]) -> None:
+        services = compose["services"]
+        ha = {name for name, s in services.items() if "ha" in s.get("profiles", [])}
+        assert ha == {"postgres", "bridge-a", "bridge-b"}
+        settings = load_config_text((DEPLOY / "compose" / "bridge-ha.yaml").read_text(), {})
+        url = settings.state.url.get_secret_value()
+        assert url.startswith("postgresql://bridge:") and "@postgres:5432/bridge" in url
+        for name in ("bridge-a", "bridge-b"):
+            mounts = services[name]["volumes"]
+            assert mounts == ["./compose/bridge-ha.yaml:/etc/bridge/bridge.yaml:ro"]
+            assert services[name]["read_only"] is True
+        assert services["postgres"]["environment"]["POSTGRES_DB"] == "bridge"

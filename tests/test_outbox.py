@@ -23,11 +23,28 @@ def event(alert_id: str, *, app_key: str = "k", payload: bytes | None = None) ->
     )
 
 
-@pytest.fixture
-def outbox(tmp_path: Path):
-    box = Outbox.open(tmp_path / "state" / "bridge.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def outbox(request: pytest.FixtureRequest, tmp_path: Path):
+    """Each test below runs against both backends of the state."""
+    if request.param == "sqlite":
+        box = Outbox.open(tmp_path / "state" / "bridge.db")
+    else:
+        from bridge.state.postgres import PostgresStore
+
+        box = PostgresStore.open(
+            request.getfixturevalue("postgres_url"), request.getfixturevalue("pg_namespace")
+        )
     yield box
     box.close()
+
+
+def _write_errors(box) -> tuple[type[BaseException], ...]:
+    """What a failed write raises on this backend (the driver's own error type)."""
+    if isinstance(box, Outbox):
+        return (sqlite3.Error,)
+    import psycopg
+
+    return (psycopg.Error,)
 
 
 class TestIntake:
@@ -60,7 +77,7 @@ class TestIntake:
         outbox.record([event("a")], watermark=10.0)
         good = event("x")
         unbindable = NewEvent("y:alert", "y", "alert", "ok", "k", b"{}", object())  # type: ignore[arg-type]
-        with pytest.raises(sqlite3.Error):
+        with pytest.raises(_write_errors(outbox)):
             outbox.record([good, unbindable], watermark=99.0)
         assert outbox.watermark() == 10.0
         assert outbox.known(["x:alert"]) == set()
