@@ -231,6 +231,10 @@ class Leadership:
 
     def _set_role(self, role: str) -> None:
         self._health.role = role
+        if role == "standby":
+            # Intake paused by a state error is the leader's concern: a standby writes nothing,
+            # and whoever leads next reports its own.
+            self._health.state_problem = None
 
     def _lease_failed(self, event: str, exc: BaseException) -> None:
         text = str(exc)[:300] or type(exc).__name__
