@@ -1,5 +1,5 @@
-"""The `bridge` command (shared/DESIGN.md, "Command line"): run, once, check-config, demo, sim,
-dlq, backfill, health.
+"""The `bridge` command (shared/DESIGN.md, "Command line"): run, once, check-config, doctor, demo,
+sim, dlq, backfill, health.
 
 Exit codes: 0 success; 1 the work could not be completed (pending events, unreachable service,
 state held by another process); 2 the configuration or the command line is wrong.
@@ -77,6 +77,16 @@ def _parser() -> argparse.ArgumentParser:
     p = with_config(sub.add_parser("check-config", help="validate and print the effective config"))
     p.set_defaults(handler=cmd_check_config)
 
+    p = with_config(
+        sub.add_parser("doctor", help="prove tokens, permissions, state and clock before a run")
+    )
+    p.add_argument(
+        "--send-test-alert",
+        action="store_true",
+        help="send one labelled `ok` test alert to BigPanda (proves the token and app key)",
+    )
+    p.set_defaults(handler=cmd_doctor)
+
     p = with_config(sub.add_parser("backfill", help="re-read a past window (no duplicates sent)"))
     p.add_argument("--since", required=True, help="RFC3339 time, epoch seconds, or a duration ago")
     p.add_argument("--until", default=None, help="RFC3339 time, epoch seconds, or a duration ago")
@@ -103,6 +113,16 @@ def _parser() -> argparse.ArgumentParser:
         "--faults",
         default="",
         help="scripted responses to the next requests, e.g. 500,429:Retry-After=2,ok",
+    )
+    p.add_argument(
+        "--refuse",
+        action="append",
+        default=[],
+        metavar="PATH[:STATUS]",
+        help="panther: answer every request under PATH with STATUS (default 403), e.g. /rules",
+    )
+    p.add_argument(
+        "--date-offset", type=float, default=0.0, help="seconds added to the Date header"
     )
     p.set_defaults(handler=cmd_sim)
 
@@ -162,11 +182,19 @@ def _parse_time(text: str, what: str) -> float:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from bridge.config import render_effective
+    from bridge.config import config_warnings, render_effective
 
     settings = _settings(args)
     sys.stdout.write(render_effective(settings))
+    for warning in config_warnings(settings):
+        print(warning, file=sys.stderr)
     return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from bridge.doctor import run_doctor
+
+    return run_doctor(args.config, send_test_alert=args.send_test_alert)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -285,11 +313,19 @@ def cmd_sim(args: argparse.Namespace) -> int:
                 rate=args.rate,
                 latency=args.latency,
                 faults=args.faults,
+                refuse=tuple(args.refuse),
+                date_offset=args.date_offset,
             )
         else:
             from bridge.sim.bigpanda import serve
 
-            await serve(args.host, args.port, latency=args.latency, faults=args.faults)
+            await serve(
+                args.host,
+                args.port,
+                latency=args.latency,
+                faults=args.faults,
+                date_offset=args.date_offset,
+            )
 
     try:
         asyncio.run(go())

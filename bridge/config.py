@@ -65,6 +65,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "StateSettings",
+    "config_warnings",
     "format_duration",
     "iter_fields",
     "load_config",
@@ -1254,6 +1255,45 @@ def _kind(value: object) -> str:
     if isinstance(value, list):
         return "a list"
     return f"a {type(value).__name__} ({_show(value)})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Warnings: valid, but probably not what was meant
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigWarning:
+    """A valid setting that is probably a mistake (`check-config` and `doctor` print it)."""
+
+    key: str
+    problem: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"warning: {self.key}: {self.problem}: {self.fix}"
+
+
+def config_warnings(settings: Settings) -> list[ConfigWarning]:
+    """Settings that load but are likely wrong, e.g. an API URL ending in `/v1`."""
+    warnings = []
+    for key, url, example in (
+        ("panther.api_url", settings.panther.api_url, "https://api.acme.runpanther.net"),
+        ("bigpanda.api_url", settings.bigpanda.api_url, "https://api.bigpanda.io"),
+    ):
+        path = urlsplit(url).path.rstrip("/")
+        if path:
+            # PANTHER.md: no /v1 prefix, paths hang straight off the host. Some deployments
+            # differ, so this is a warning rather than an error.
+            warnings.append(
+                ConfigWarning(
+                    key,
+                    f"{url} has a path ({path}); API paths hang straight off the host",
+                    f"write the API host with no path, e.g. {example}, unless your deployment "
+                    "really serves the API under that path",
+                )
+            )
+    return warnings
 
 
 # ---------------------------------------------------------------------------------------------

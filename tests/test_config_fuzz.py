@@ -145,7 +145,8 @@ class TestDurationRanges:
             assert bounds(field.default) == field.default, key
 
     def test_scientific_notation_within_range_is_accepted(self, write: WriteConfig) -> None:
-        assert load_config(write(with_panther("poll_interval: 1e1")), {}).panther.poll_interval == 10
+        settings = load_config(write(with_panther("poll_interval: 1e1")), {})
+        assert settings.panther.poll_interval == 10
 
 
 class TestYamlSyntax:
@@ -168,7 +169,7 @@ class TestYamlSyntax:
 
     def test_secret_not_quoted_in_syntax_error(self, write: WriteConfig) -> None:
         text = MINIMAL.replace("api_token: ptok", 'api_token: "tok-Zq8v-unmistakable')
-        (problem,) = problems_of(write(text + "server:\n  host: \"x\"\n"))
+        (problem,) = problems_of(write(text + 'server:\n  host: "x"\n'))
         assert "Zq8v" not in problem
 
 

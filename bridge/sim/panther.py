@@ -26,7 +26,8 @@ Simplified, on purpose:
 - `log-source` is accepted and ignored; `/alerts/{id}/events` and comments are not served.
 - Simple-rule alerts carry `detection.type` RULE (DetectionInfo has no SIMPLE_RULE), so a client
   that looks the detection up must try `/simple-rules/{id}` after `/rules/{id}` answers 404.
-- Faults (`script`) are served after the auth check, to authenticated requests only.
+- Faults (`script`) and refusals (`refuse`) are served after the auth check, to authenticated
+  requests only.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from email.utils import formatdate
 from typing import Any
 
 import orjson
@@ -393,6 +395,9 @@ class PantherSimulator:
         # at most four lists, never a scan of every alert.
         self._index: dict[tuple[str, str], list[tuple[int, str]]] = {}
         self._scripts: list[tuple[str, deque[_Fault]]] = []
+        self._refusals: list[tuple[str, int]] = []
+        # Seconds added to the Date header of every answer: a server whose clock disagrees.
+        self.date_offset = 0.0
         self.app = self._build_app()
 
     # --- alerts ---------------------------------------------------------------------------
@@ -494,6 +499,17 @@ class PantherSimulator:
                 queue.extend(faults)
                 return
         self._scripts.append((path, deque(faults)))
+
+    def refuse(self, path_prefix: str, *, status: int = 403) -> None:
+        """Answer every authenticated request under `path_prefix` with `status`, until told
+        otherwise: a token without the permission that route needs."""
+        self._refusals.append((path_prefix, status))
+
+    def _refusal(self, path: str) -> int | None:
+        for prefix, status in self._refusals:
+            if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+                return status
+        return None
 
     def _next_fault(self, path: str) -> _Fault | None:
         for prefix, queue in self._scripts:
@@ -735,11 +751,16 @@ class PantherSimulator:
         except web.HTTPException as exc:  # aiohttp's own 404/405 for unknown routes: JSON too
             response = _error(exc.status, exc.reason)
         record.status = response.status
+        if self.date_offset:
+            response.headers["Date"] = formatdate(time.time() + self.date_offset, usegmt=True)
         return response
 
     async def _respond(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.headers.get("X-API-Key") != self.token:
             return _error(401, "Unauthorized")
+        refused = self._refusal(request.path)
+        if refused is not None:
+            return _error(refused, _FAULT_MESSAGES.get(refused, "refused"))
         fault = self._next_fault(request.path)
         if self.page_latency > 0 and request.path.startswith("/alerts"):
             await asyncio.sleep(self.page_latency)
@@ -990,10 +1011,16 @@ async def serve(
     latency: float = 0.0,
     token: str = DEFAULT_TOKEN,
     faults: str = "",
+    refuse: tuple[str, ...] = (),
+    date_offset: float = 0.0,
 ) -> None:
     """`bridge sim panther`: serve until cancelled, with `alerts` alerts from the last 50 minutes
-    and `rate` new ones per second."""
+    and `rate` new ones per second; `refuse` holds `PATH[:STATUS]` routes answered 403 or STATUS."""
     sim = PantherSimulator(token=token, page_latency=latency)
+    sim.date_offset = date_offset
+    for spec in refuse:
+        prefix, _, status = spec.partition(":")
+        sim.refuse(prefix, status=int(status) if status else 403)
     if alerts > 0:
         sim.generate(alerts, spacing=3000 / alerts)  # inside the default 1h lookback
     if faults:
