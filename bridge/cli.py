@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -245,7 +245,7 @@ def cmd_once(args: argparse.Namespace) -> int:
         from bridge.service import Bridge
 
         async with Bridge(settings) as bridge:
-            return await bridge.once(timeout=args.timeout)
+            return await bridge.once(timeout=args.timeout, progress=_report_progress)
 
     return EXIT_OK if run_loop(go()) else EXIT_FAILED
 
@@ -262,9 +262,22 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         from bridge.service import Bridge
 
         async with Bridge(settings) as bridge:
-            return await bridge.backfill(since, until, timeout=args.timeout)
+            return await bridge.backfill(
+                since, until, timeout=args.timeout, progress=_report_progress
+            )
 
     return EXIT_OK if run_loop(go()) else EXIT_FAILED
+
+
+def _report_progress(backlog: Mapping[str, int], seconds_left: float) -> None:
+    """A line on stderr every few seconds while `once` or `backfill` waits for delivery."""
+    jobs = f", {backlog['jobs']} in BigPanda jobs" if backlog.get("jobs") else ""
+    print(
+        f"waiting for delivery: {backlog.get('pending', 0)} event(s) pending{jobs}; "
+        f"giving up in {seconds_left:.0f} s (--timeout)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def cmd_health(args: argparse.Namespace) -> int:

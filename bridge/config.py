@@ -321,7 +321,7 @@ class PantherSettings(_Section):
     poll_interval: DurationIn(0, HOUR) = Field(
         30 * SECOND, description="how often to list new alerts"
     )
-    initial_lookback: DurationIn(0, 90 * DAY) = Field(
+    initial_lookback: DurationIn(0, 365 * DAY) = Field(
         1 * HOUR, description="how far back the very first poll reads, before any watermark"
     )
     overlap: DurationIn(0, DAY, zero_ok=True) = Field(

@@ -32,16 +32,13 @@ import aiohttp
 import orjson
 
 from bridge.errors import ConfigError
+from bridge.panther.client import API_URL_HINT
 
 __all__ = ["Check", "Doctor", "run_doctor"]
 
 PASS, FAIL, UNPROVEN, WARN = "pass", "fail", "unproven", "warn"
 MAX_CLOCK_OFFSET = 5.0  # seconds: alert timestamps are epoch seconds, a skew shows in BigPanda
 PROBE_TIMEOUT = 10.0
-API_URL_HINT = (
-    "check panther.api_url (it should be the API host with no path, "
-    "e.g. https://api.acme.runpanther.net)"
-)
 TEST_ALERT_ID = "panther-bigpanda-bridge-doctor-test"
 
 

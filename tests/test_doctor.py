@@ -212,3 +212,63 @@ class TestCommand:
         assert code == 1
         assert out.startswith("✗ config: invalid")
         assert "panther.poll_interval: 1e+20 seconds" in out
+
+
+class TestMessagesThatPointAtTheCause:
+    """What a new user sees outside `doctor`: the 404 hint, progress while waiting, warnings."""
+
+    async def test_listing_404_names_api_url(self, rig: Rig) -> None:
+        import aiohttp
+
+        from bridge.errors import PermanentApiError
+        from bridge.panther.client import PantherClient
+
+        async with aiohttp.ClientSession() as session:
+            client = PantherClient(
+                session, api_url=rig.panther_url + "/v1", api_token=PANTHER_TOKEN
+            )
+            with pytest.raises(PermanentApiError) as caught:
+                await client.list_alerts()
+            assert "GET /alerts answered HTTP 404" in str(caught.value)
+            assert "check panther.api_url (it should be the API host with no path" in str(
+                caught.value
+            )
+            with pytest.raises(PermanentApiError, match=r"check panther\.api_url"):
+                async for _ in client.iter_objects("rules"):
+                    pass
+        assert PANTHER_TOKEN not in str(caught.value)
+
+    async def test_once_reports_progress_while_bigpanda_is_down(self, rig: Rig) -> None:
+        from bridge.service import Bridge
+
+        rig.generate(3)
+        rig.bigpanda.outage(60)
+        reports: list[tuple[dict[str, int], float]] = []
+        settings = load_config(rig.write_config(), environ={})
+        async with Bridge(settings) as bridge:
+            ok = await bridge.once(
+                timeout=0.5, progress=lambda counts, left: reports.append((dict(counts), left))
+            )
+        assert not ok
+        assert reports, "no progress reported while events were pending"
+        assert reports[0][0]["pending"] == 3
+        assert 0 < reports[0][1] <= 0.5
+
+    def test_check_config_warns_about_a_path(self, tmp_path: Path) -> None:
+        import subprocess
+
+        path = tmp_path / "bridge.yaml"
+        path.write_text(
+            "panther:\n  api_url: https://api.acme.runpanther.net/v1\n  api_token: p\n"
+            "bigpanda:\n  api_token: b\n  app_key: k\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "bridge", "check-config", "--config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0
+        assert "warning: panther.api_url: https://api.acme.runpanther.net/v1 has a path (/v1)" in (
+            result.stderr
+        )
