@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import Settings, duration_range, iter_fields, load_config
+from bridge.config import (
+    Duration,
+    NonNegativeDuration,
+    Settings,
+    duration_range,
+    iter_fields,
+    load_config,
+)
 from bridge.errors import ConfigError
 
 MINIMAL = """\
@@ -193,3 +200,24 @@ class TestCheckConfigCommand:
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
         assert result.stdout == ""
+
+
+class TestDocumentedRanges:
+    """The README states the range of every duration key the model bounds."""
+
+    def test_readme_lists_every_range(self) -> None:
+        readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+        defaults = {
+            id(meta.func)
+            for t in (Duration, NonNegativeDuration)
+            for meta in t.__metadata__
+            if hasattr(meta, "func")
+        }
+        listed = 0
+        for key, field in iter_fields(Settings):
+            bounds = duration_range(field)
+            if bounds is None or id(bounds) in defaults:
+                continue  # not a duration, or one with the generic bound stated in the README
+            assert f"| `{key}` | {bounds.describe()} |" in readme, key
+            listed += 1
+        assert listed >= 15
