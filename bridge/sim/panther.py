@@ -23,7 +23,11 @@ Simplified, on purpose:
   behind the cursor (late-indexed alerts) are seen by the next listing whose window covers them,
   which is the behaviour the bridge must cope with.
 - `created-before` has no implicit "now" bound: real Panther has no alerts in the future, tests may.
-- `log-source` is accepted and ignored; `/alerts/{id}/events` and comments are not served.
+- `log-source` is accepted and ignored. `GET /alerts/{id}/events` serves `eventCount` (at most
+  200) deterministic raw events per alert, 25 (at most 50) a page.
+- Detection listings filter by what the spec names for each: `name-contains` (display name or
+  id), `state` (enabled/disabled), `severity`, `tag`, `log-type` (rules, simple rules),
+  `resource-type` (policies), `scheduled-query` (scheduled rules); other spec filters are ignored.
 - Simple-rule alerts carry `detection.type` RULE (DetectionInfo has no SIMPLE_RULE), so a client
   that looks the detection up must try `/simple-rules/{id}` after `/rules/{id}` answers 404.
 - Faults (`script`) and refusals (`refuse`) are served after the auth check, to authenticated
@@ -734,6 +738,7 @@ class PantherSimulator:
         app.router.add_get("/alerts", self._list_alerts)
         app.router.add_patch("/alerts", self._patch_alerts)
         app.router.add_get("/alerts/{id}", self._get_alert)
+        app.router.add_get("/alerts/{id}/events", self._alert_events)
         app.router.add_patch("/alerts/{id}", self._patch_alert)
         for kind in CATALOG_KINDS:
             app.router.add_get(f"/{kind}", self._catalog_lister(kind))
@@ -885,6 +890,26 @@ class PantherSimulator:
         alert = self.alerts.get(request.match_info["id"])
         return _json(alert) if alert is not None else _error(404, "alert not found")
 
+    async def _alert_events(self, request: web.Request) -> web.Response:
+        """`GET /alerts/{id}/events`: the alert's raw events, `limit` (25, at most 50) a page."""
+        alert_id = request.match_info["id"]
+        alert = self.alerts.get(alert_id)
+        if alert is None:
+            return _error(404, "alert not found")
+        try:
+            limit = _limit(request.query.get("limit"), *ALERTS_LIMIT)
+            cursor = request.query.get("cursor")
+            start = self._decode_cursor(cursor, f"events/{alert_id}")["k"] if cursor else 0
+        except _BadRequest as exc:
+            return _error(400, str(exc))
+        events = catalog.alert_events(alert, self._hidden[alert_id].log_types)
+        page = events[start : start + limit]
+        more = start + limit < len(events)
+        next_cursor = (
+            self._encode_cursor(f"events/{alert_id}", {"k": start + limit}) if more else None
+        )
+        return _json({"results": page, "next": next_cursor})
+
     async def _patch_alert(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
         if body is None:
@@ -919,14 +944,22 @@ class PantherSimulator:
             try:
                 limit = _limit(request.query.get("limit"), CATALOG_LIMIT, None)
                 cursor = request.query.get("cursor")
-                last = self._decode_cursor(cursor, kind)["k"] if cursor else None
-            except _BadRequest as exc:
+                if cursor:  # like /alerts: a cursor carries the first request's filters
+                    payload = self._decode_cursor(cursor, kind)
+                    last, filters = payload["k"], payload.get("f", {})
+                else:
+                    last, filters = None, catalog.detection_filters(kind, request.query)
+            except (_BadRequest, ValueError) as exc:  # ValueError: a value outside an enum
                 return _error(400, str(exc))
-            ids = sorted(self.catalog[kind])
+            objects = self.catalog[kind]
+            ids = sorted(i for i in objects if catalog.detection_matches(objects[i], filters))
             start = bisect.bisect_right(ids, last) if last is not None else 0
             page = ids[start : start + limit]
             more = start + limit < len(ids)
-            next_cursor = self._encode_cursor(kind, {"k": page[-1]}) if more else None
+            next_cursor = None
+            if more:
+                state = {"k": page[-1], "f": filters} if filters else {"k": page[-1]}
+                next_cursor = self._encode_cursor(kind, state)
             return _json({"results": [self.catalog[kind][i] for i in page], "next": next_cursor})
 
         return handler
