@@ -279,7 +279,7 @@ class TestDetectionFilters:
         sim, session = sim_client
         wanted = {r["id"] for r in sim.catalog["rules"].values() if r["enabled"]}
         seen: list[str] = []
-        status, body = await get(session, "/rules", [("state", "enabled"), ("limit", "1")])
+        _, body = await get(session, "/rules", [("state", "enabled"), ("limit", "1")])
         while True:
             seen += [r["id"] for r in body["results"]]
             if not body["next"]:
