@@ -323,3 +323,37 @@ class TestSyncBack:
         lines = await self._run(rig, environments, "user-key-0123456789", "env-9")
         text = line(lines, "sync-back environment")
         assert text.startswith("✗ ") and "SOC (env-1)" in text
+
+
+class TestSimulatorOptions:
+    """`bridge sim panther --refuse PATH[:STATUS] --date-offset S` from the command line."""
+
+    async def test_refuse_and_date_offset(self) -> None:
+        import re
+        import time
+        from email.utils import parsedate_to_datetime
+
+        import aiohttp
+
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridge", "sim", "panther", "--port", "0",
+            "--refuse", "/rules", "--refuse", "/queries:401", "--date-offset", "3600",
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            first = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+            match = re.search(r"(http://\S+)", first)
+            assert match, first
+            headers = {"X-API-Key": "sim-panther-token"}
+            async with aiohttp.ClientSession(match.group(1), headers=headers) as session:
+                codes = {}
+                for path in ("/rules", "/rules/x", "/queries", "/policies"):
+                    async with session.get(path) as resp:
+                        codes[path] = resp.status
+                        date = parsedate_to_datetime(resp.headers["Date"]).timestamp()
+                        assert date - time.time() > 3000
+            assert codes == {"/rules": 403, "/rules/x": 403, "/queries": 401, "/policies": 200}
+        finally:
+            proc.terminate()
+            await proc.wait()
