@@ -1,5 +1,5 @@
-"""The `bridge` command (shared/DESIGN.md, "Command line"): run, once, check-config, demo, sim,
-dlq, backfill, health.
+"""The `bridge` command (shared/DESIGN.md, "Command line"): run, once, check-config, doctor, demo,
+sim, dlq, backfill, health.
 
 Exit codes: 0 success; 1 the work could not be completed (pending events, unreachable service,
 state held by another process); 2 the configuration or the command line is wrong.
@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -80,6 +80,16 @@ def _parser() -> argparse.ArgumentParser:
     p = with_config(sub.add_parser("check-config", help="validate and print the effective config"))
     p.set_defaults(handler=cmd_check_config)
 
+    p = with_config(
+        sub.add_parser("doctor", help="prove tokens, permissions, state and clock before a run")
+    )
+    p.add_argument(
+        "--send-test-alert",
+        action="store_true",
+        help="send one labelled `ok` test alert to BigPanda (proves the token and app key)",
+    )
+    p.set_defaults(handler=cmd_doctor)
+
     p = with_config(sub.add_parser("backfill", help="re-read a past window (no duplicates sent)"))
     p.add_argument("--since", required=True, help="RFC3339 time, epoch seconds, or a duration ago")
     p.add_argument("--until", default=None, help="RFC3339 time, epoch seconds, or a duration ago")
@@ -106,6 +116,16 @@ def _parser() -> argparse.ArgumentParser:
         "--faults",
         default="",
         help="scripted responses to the next requests, e.g. 500,429:Retry-After=2,ok",
+    )
+    p.add_argument(
+        "--refuse",
+        action="append",
+        default=[],
+        metavar="PATH[:STATUS]",
+        help="panther: answer every request under PATH with STATUS (default 403), e.g. /rules",
+    )
+    p.add_argument(
+        "--date-offset", type=float, default=0.0, help="seconds added to the Date header"
     )
     p.set_defaults(handler=cmd_sim)
 
@@ -182,11 +202,19 @@ def _parse_time(text: str, what: str) -> float:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from bridge.config import render_effective
+    from bridge.config import config_warnings, render_effective
 
     settings = _settings(args)
     sys.stdout.write(render_effective(settings))
+    for warning in config_warnings(settings):
+        print(warning, file=sys.stderr)
     return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from bridge.doctor import run_doctor
+
+    return run_doctor(args.config, send_test_alert=args.send_test_alert)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -262,7 +290,7 @@ def cmd_once(args: argparse.Namespace) -> int:
         from bridge.service import Bridge
 
         async with Bridge(settings) as bridge:
-            return await bridge.once(timeout=args.timeout)
+            return await bridge.once(timeout=args.timeout, progress=_report_progress)
 
     return EXIT_OK if run_loop(go()) else EXIT_FAILED
 
@@ -280,9 +308,22 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         from bridge.service import Bridge
 
         async with Bridge(settings) as bridge:
-            return await bridge.backfill(since, until, timeout=args.timeout)
+            return await bridge.backfill(
+                since, until, timeout=args.timeout, progress=_report_progress
+            )
 
     return EXIT_OK if run_loop(go()) else EXIT_FAILED
+
+
+def _report_progress(backlog: Mapping[str, int], seconds_left: float) -> None:
+    """A line on stderr every few seconds while `once` or `backfill` waits for delivery."""
+    jobs = f", {backlog['jobs']} in BigPanda jobs" if backlog.get("jobs") else ""
+    print(
+        f"waiting for delivery: {backlog.get('pending', 0)} event(s) pending{jobs}; "
+        f"giving up in {seconds_left:.0f} s (--timeout)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def cmd_health(args: argparse.Namespace) -> int:
@@ -331,11 +372,19 @@ def cmd_sim(args: argparse.Namespace) -> int:
                 rate=args.rate,
                 latency=args.latency,
                 faults=args.faults,
+                refuse=tuple(args.refuse),
+                date_offset=args.date_offset,
             )
         else:
             from bridge.sim.bigpanda import serve
 
-            await serve(args.host, args.port, latency=args.latency, faults=args.faults)
+            await serve(
+                args.host,
+                args.port,
+                latency=args.latency,
+                faults=args.faults,
+                date_offset=args.date_offset,
+            )
 
     try:
         asyncio.run(go())

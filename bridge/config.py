@@ -65,6 +65,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "StateSettings",
+    "config_warnings",
     "format_duration",
     "iter_fields",
     "load_config",
@@ -88,6 +89,8 @@ DAY = 24 * HOUR
 # Ordered largest first: format_duration walks it in this order, and `ms` must be tried before `m`.
 _UNITS: dict[str, float] = {"d": DAY, "h": HOUR, "m": MINUTE, "s": SECOND, "ms": SECOND / 1000}
 _NUMBER = r"\d+(?:\.\d+)?"
+# Plain seconds may be written in scientific notation (`1e3`): YAML 1.1 reads `1e12` as a string.
+_SECONDS = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 _DURATION_PART = re.compile(rf"({_NUMBER})(ms|s|m|h|d)")
 _DURATION = re.compile(rf"(?:{_NUMBER}(?:ms|s|m|h|d))+")
 
@@ -108,7 +111,7 @@ def parse_duration(value: object) -> float:
     if not isinstance(value, str):
         raise ValueError(problem)
     text = value.strip()
-    if re.fullmatch(_NUMBER, text):
+    if _SECONDS.fullmatch(text):
         return float(text)
     if not _DURATION.fullmatch(text):
         raise ValueError(problem)
@@ -141,28 +144,68 @@ def format_duration(seconds: float) -> str:
     return "".join(parts)
 
 
-def _positive(seconds: float) -> float:
-    if seconds <= 0:
-        raise ValueError(f"must be longer than 0s (got {format_duration(seconds)})")
-    return seconds
+def _show_seconds(seconds: float) -> str:
+    """`1e+20 seconds` for absurd values, `90d` style for the rest."""
+    if abs(seconds) >= 1000 * DAY:
+        return f"{seconds:.3g} seconds (about {seconds / (365 * DAY):,.0f} years)"
+    return format_duration(seconds) if seconds >= 0 else f"{seconds!r} seconds"
 
 
-def _not_negative(seconds: float) -> float:
-    if seconds < 0:
-        raise ValueError(f"must not be negative (got {seconds!r} seconds)")
-    return seconds
+@dataclass(frozen=True)
+class DurationRange:
+    """The sane values of one duration field, stated in every error about it.
+
+    A duration beyond its range is refused when the config is loaded rather than failing later
+    (a lookback of 1e12 seconds is a date before year 1; a poll interval of 1e20 never polls).
+    """
+
+    low: float
+    high: float
+    zero_ok: bool = False
+
+    def describe(self) -> str:
+        if self.zero_ok:
+            return f"0s to {format_duration(self.high)}"
+        low = "more than 0s" if self.low <= 0 else f"at least {format_duration(self.low)}"
+        return f"{low}, at most {format_duration(self.high)}"
+
+    def __call__(self, value: object) -> float:
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (sane range: {self.describe()})") from None
+        too_low = seconds < self.low or (seconds == 0 and not self.zero_ok) or seconds < 0
+        if too_low or seconds > self.high:
+            raise ValueError(
+                f"{_show_seconds(seconds)} is out of range (sane range: {self.describe()})"
+            )
+        return seconds
+
+
+def duration_range(field: FieldInfo) -> DurationRange | None:
+    """The range of a duration field (README table, doctor), or None if it is no duration."""
+    for meta in field.metadata:
+        func = getattr(meta, "func", None)
+        if isinstance(func, DurationRange):
+            return func
+    return None
+
+
+def DurationIn(low: float, high: float, *, zero_ok: bool = False) -> Any:
+    """A duration in seconds within `[low, high]` (zero only if `zero_ok`), compact in JSON."""
+    return Annotated[float, BeforeValidator(DurationRange(low, high, zero_ok)), _DurationSerializer]
 
 
 # Durations are floats in Python, compact strings when dumped as JSON (render_effective uses that).
 _DurationSerializer = PlainSerializer(format_duration, return_type=str, when_used="json")
-Duration = Annotated[
-    float, BeforeValidator(parse_duration), AfterValidator(_positive), _DurationSerializer
-]
-"""A duration in seconds that must be more than zero."""
+# A field declared with plain `Duration` still gets an upper bound: a year is longer than any
+# interval, timeout or retention the bridge has a use for.
+Duration = Annotated[float, BeforeValidator(DurationRange(0, 365 * DAY)), _DurationSerializer]
+"""A duration in seconds, more than zero and at most a year."""
 NonNegativeDuration = Annotated[
-    float, BeforeValidator(parse_duration), AfterValidator(_not_negative), _DurationSerializer
+    float, BeforeValidator(DurationRange(0, 365 * DAY, zero_ok=True)), _DurationSerializer
 ]
-"""A duration in seconds where zero is meaningful (e.g. no overlap)."""
+"""A duration in seconds where zero is meaningful (e.g. no overlap), at most a year."""
 
 # ---------------------------------------------------------------------------------------------
 # Other field types
@@ -275,25 +318,29 @@ class PantherSettings(_Section):
     console_url: Annotated[HttpUrl | None, BeforeValidator(_blank_to_none)] = Field(
         None, description="Panther console URL, for alert links; null for none"
     )
-    poll_interval: Duration = Field(30 * SECOND, description="how often to list new alerts")
-    initial_lookback: Duration = Field(
+    poll_interval: DurationIn(0, HOUR) = Field(
+        30 * SECOND, description="how often to list new alerts"
+    )
+    initial_lookback: DurationIn(0, 365 * DAY) = Field(
         1 * HOUR, description="how far back the very first poll reads, before any watermark"
     )
-    overlap: NonNegativeDuration = Field(
+    overlap: DurationIn(0, DAY, zero_ok=True) = Field(
         2 * MINUTE, description="re-read this much before the watermark to catch late alerts"
     )
     page_size: int = Field(50, ge=1, le=50, description="alerts per page (Panther's maximum: 50)")
-    status_sync_interval: Duration = Field(
+    status_sync_interval: DurationIn(0, DAY) = Field(
         1 * MINUTE, description="how often to check tracked alerts for status changes"
     )
-    track_for: Duration = Field(
+    track_for: DurationIn(0, 90 * DAY) = Field(
         7 * DAY, description="how long after creation an alert's status is followed"
     )
-    timeout: Duration = Field(10 * SECOND, description="timeout of one Panther HTTP request")
+    timeout: DurationIn(0, 5 * MINUTE) = Field(
+        10 * SECOND, description="timeout of one Panther HTTP request"
+    )
     ca_bundle: CaBundle = Field(
         None, description="PEM file of CAs to trust for Panther (private CA); null: system CAs"
     )
-    late_sweep_interval: Duration = Field(
+    late_sweep_interval: DurationIn(0, DAY) = Field(
         5 * MINUTE, description="how often to re-read the overlap window for late-indexed alerts"
     )
     backfill_concurrency: int = Field(
@@ -320,11 +367,13 @@ class BigPandaSettings(_Section):
     )
     batch_size: int = Field(100, ge=1, le=1000, description="alerts per BigPanda request")
     max_in_flight: int = Field(2, ge=1, le=32, description="concurrent BigPanda requests")
-    timeout: Duration = Field(15 * SECOND, description="timeout of one BigPanda HTTP request")
-    job_poll_interval: Duration = Field(
+    timeout: DurationIn(0, 5 * MINUTE) = Field(
+        15 * SECOND, description="timeout of one BigPanda HTTP request"
+    )
+    job_poll_interval: DurationIn(0, 10 * MINUTE) = Field(
         5 * SECOND, description="how often to poll an accepted (202) job"
     )
-    job_timeout: Duration = Field(
+    job_timeout: DurationIn(0, 7 * DAY) = Field(
         10 * MINUTE, description="give up on a job after this long and resend its events"
     )
     ca_bundle: CaBundle = Field(
@@ -378,7 +427,7 @@ class ServerSettings(_Section):
 
     host: str = Field("0.0.0.0", description="address to listen on")  # all interfaces: a container
     port: int = Field(9108, ge=0, le=65535, description="port to listen on (0: any free port)")
-    shutdown_grace: Duration = Field(
+    shutdown_grace: DurationIn(0, 10 * MINUTE) = Field(
         20 * SECOND, description="on SIGTERM, how long in-flight work may take to finish"
     )
 
@@ -398,13 +447,13 @@ class CatalogSettings(_Section):
     """The cache of Panther detections and saved queries that enriches alerts."""
 
     enabled: bool = Field(True, description="enrich alerts from Panther's detections and queries")
-    refresh_interval: Duration = Field(
+    refresh_interval: DurationIn(0, 7 * DAY) = Field(
         15 * MINUTE, description="how often the whole catalog is listed again"
     )
-    miss_ttl: Duration = Field(
+    miss_ttl: DurationIn(0, 7 * DAY) = Field(
         10 * MINUTE, description="how long a detection Panther does not know (404) is remembered"
     )
-    fetch_timeout: Duration = Field(
+    fetch_timeout: DurationIn(0, MINUTE) = Field(
         2 * SECOND, description="longest wait for one detection fetched on a cache miss"
     )
 
@@ -412,12 +461,16 @@ class CatalogSettings(_Section):
 class RetrySettings(_Section):
     """Backoff for failed HTTP requests (full jitter between the bounds)."""
 
-    initial_backoff: Duration = Field(1 * SECOND, description="first wait before a retry")
-    max_backoff: Duration = Field(5 * MINUTE, description="longest wait between two retries")
-    give_up_after: Duration = Field(
+    initial_backoff: DurationIn(0, HOUR) = Field(
+        1 * SECOND, description="first wait before a retry"
+    )
+    max_backoff: DurationIn(0, DAY) = Field(
+        5 * MINUTE, description="longest wait between two retries"
+    )
+    give_up_after: DurationIn(0, 30 * DAY) = Field(
         24 * HOUR, description="dead-letter an event still failing after this long"
     )
-    max_retry_after: Duration = Field(
+    max_retry_after: DurationIn(0, DAY) = Field(
         5 * MINUTE, description="cap on a server's Retry-After, so a bad header cannot stall us"
     )
 
@@ -500,9 +553,7 @@ class MappingSettings(_Section):
         ],
         description="template(s) of the description (cut at 2048 characters)",
     )
-    tags: StaticTags = Field(
-        default_factory=dict, description="static tags added to every alert"
-    )
+    tags: StaticTags = Field(default_factory=dict, description="static tags added to every alert")
     context_include: list[str] = Field(
         default_factory=lambda: ["*"],
         description="globs of context keys (dotted paths) sent as context_* tags; [] for none",
@@ -774,10 +825,17 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         ) from None
     except OSError as exc:
         raise ConfigError([f"config file {path} cannot be read: {exc.strerror}"]) from None
+    if len(text) > MAX_FILE_CHARS:
+        raise ConfigError(
+            [
+                f"config file {path} is {len(text)} characters long, more than a config needs "
+                f"(at most {MAX_FILE_CHARS}): is it the right file?"
+            ]
+        )
     try:
-        data = yaml.safe_load(text)
+        data = _safe_load(text, path)
     except yaml.YAMLError as exc:
-        raise ConfigError([_yaml_problem(path, exc)]) from None
+        raise ConfigError([_yaml_problem(path, exc, text)]) from None
     if data is None:  # an empty file, or only comments: all defaults, then required-key errors
         return {}
     if not isinstance(data, dict):
@@ -790,16 +848,234 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
-    """Only the problem and its position: the snippet PyYAML can show might hold a secret."""
+# Bounds on the YAML document, checked while it is composed and before anything is constructed,
+# so that no file can make loading slow or deep: a config is a few hundred values, a few levels.
+MAX_FILE_CHARS = 1_000_000
+MAX_DEPTH = 50
+MAX_ALIASES = 100
+MAX_VALUES = 100_000  # values after expanding aliases ("billion laughs" expands to 10**9)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing deep nesting, alias bombs and duplicated keys.
+
+    The composer is recursive, so depth is counted there (20,000 nested `[` would otherwise end
+    in a RecursionError). Aliases are counted there too, and the expanded size of the document is
+    measured on the node graph (shared nodes counted once per reference, memoized) before the
+    constructor runs: constructing and then walking an alias bomb is what takes forever.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._path: list[str | int] = []
+        self._aliases = 0
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:  # type: ignore[override]
+        part: str | int | None
+        if isinstance(index, yaml.ScalarNode):
+            part = index.value
+        elif isinstance(index, int):
+            part = index
+        else:
+            part = None  # a mapping key, or the document's root
+        if part is not None:
+            self._path.append(part)
+        try:
+            if self.check_event(yaml.AliasEvent):
+                self._aliases += 1
+                if self._aliases > MAX_ALIASES:
+                    raise _Refused(
+                        self._path,
+                        self.peek_event().start_mark,
+                        f"more than {MAX_ALIASES} YAML aliases (*name): write the values out",
+                    )
+            elif self._depth >= MAX_DEPTH:
+                raise _Refused(
+                    self._path,
+                    self.peek_event().start_mark,
+                    f"nested more than {MAX_DEPTH} levels deep: a config is a few levels",
+                )
+            self._depth += 1
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+        finally:
+            if part is not None:
+                self._path.pop()
+
+
+class _Refused(yaml.YAMLError):
+    """A document the bounded loader will not load, with the key path where it stopped."""
+
+    def __init__(self, path: list[str | int], mark: yaml.Mark | None, message: str) -> None:
+        super().__init__(message)
+        self.loc = tuple(path)
+        self.mark = mark
+        self.message = message
+
+
+def _safe_load(text: str, path: Path) -> Any:
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_node(node, path)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_node(root: yaml.Node, path: Path) -> None:
+    """Refuse duplicated keys and documents whose aliases expand past MAX_VALUES values."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = MAX_VALUES + 1  # a node that contains itself is infinitely large
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        total = min(total, MAX_VALUES + 1)
+        sizes[id(node)] = total
+        return total
+
+    def walk(node: yaml.Node, loc: tuple[str | int, ...], seen: set[int]) -> None:
+        if id(node) in seen:  # an alias to a node already checked
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], yaml.Node] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                    earlier = first.get((key.tag, key.value))
+                    if earlier is not None:
+                        raise _Refused(
+                            [*loc, key.value],
+                            None,
+                            f"given twice, at line {earlier.start_mark.line + 1} and line "
+                            f"{key.start_mark.line + 1} of {path}: keep one of them",
+                        )
+                    first[(key.tag, key.value)] = key
+                walk(value, (*loc, key.value if isinstance(key, yaml.ScalarNode) else "?"), seen)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, (*loc, index), seen)
+
+    if size(root) > MAX_VALUES:
+        loc: tuple[str | int, ...] = ()
+        node = root
+        while isinstance(node, yaml.MappingNode) and node.value:  # the heaviest branch
+            key, node = max(node.value, key=lambda kv: size(kv[1]))
+            loc = (*loc, key.value if isinstance(key, yaml.ScalarNode) else "?")
+            if len(loc) == 2:
+                break
+        raise _Refused(
+            list(loc),
+            None,
+            f"its YAML aliases expand to more than {MAX_VALUES} values (an alias bomb?): "
+            "write the values out",
+        )
+    walk(root, (), set())
+
+
+# Plain words for the contexts PyYAML names ("while scanning a quoted scalar").
+_YAML_CONTEXTS = {
+    "while scanning a quoted scalar": "in the quoted value",
+    "while scanning a simple key": "in the key",
+    "while parsing a block mapping": "in the section",
+    "while parsing a block collection": "in the list",
+    "while parsing a flow sequence": "in the [...] list",
+    "while parsing a flow mapping": "in the {...} mapping",
+    "while scanning a block scalar": "in the multi-line value",
+    "while scanning an anchor": "in the anchor (&name)",
+    "while scanning an alias": "in the alias (*name)",
+}
+
+
+def _yaml_problem(path: Path, exc: yaml.YAMLError, text: str = "") -> str:
+    """Only the problem and its position: the snippet PyYAML can show might hold a secret.
+
+    PyYAML reports where it gave up, which for an unclosed quote is where the *next* quote
+    closed it, often many lines later: the line where the offending value starts is found and
+    named too (a quoted value that spans lines, or the context PyYAML names).
+    """
+    if isinstance(exc, _Refused):
+        where = f" (line {exc.mark.line + 1})" if exc.mark is not None else ""
+        key = (_dotted(exc.loc[:4]) + ("..." if len(exc.loc) > 4 else "")) or "the document"
+        return f"config file {path}: {key}{where}: {exc.message}"
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or type(exc).__name__
+    problem = _plain_problem(str(problem))
     if mark is None:
         return f"config file {path}: invalid YAML: {problem}"
-    return (
+    message = (
         f"config file {path}: invalid YAML at line {mark.line + 1}, "
         f"column {mark.column + 1}: {problem}"
     )
+    start = _unclosed_quote(text, mark.line) if text else None
+    if start is not None:
+        line, column, quote = start
+        return (
+            f"{message}; the quoted value that starts at line {line}, column {column} runs on "
+            f"over several lines: is its closing {quote} missing?"
+        )
+    context = getattr(exc, "context", None)
+    context_mark = getattr(exc, "context_mark", None)
+    if context and context_mark is not None and context_mark.line != mark.line:
+        words = _YAML_CONTEXTS.get(str(context), str(context))
+        return f"{message} ({words} that starts at line {context_mark.line + 1})"
+    return message
+
+
+def _plain_problem(problem: str) -> str:
+    return {
+        "found unexpected end of stream": "the file ends before the value is complete",
+        "expected <block end>, but found '<scalar>'": "a value where a new key was expected",
+        "mapping values are not allowed here": "a ':' where none is allowed "
+        "(quote a value that contains ': ')",
+    }.get(problem, problem)
+
+
+def _unclosed_quote(text: str, error_line: int) -> tuple[int, int, str] | None:
+    """The 1-based (line, column, quote) of a quoted scalar that spans lines before the error.
+
+    Config values are one line each; a quoted one spanning lines is nearly always a missing
+    closing quote, which PyYAML reports only where the next quote happens to close it.
+    """
+    last = None
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if token.start_mark.line > error_line:
+                break
+            if (
+                isinstance(token, yaml.ScalarToken)
+                and not token.plain
+                and token.style in ("'", '"')
+                and token.end_mark.line > token.start_mark.line
+            ):
+                last = (token.start_mark.line + 1, token.start_mark.column + 1, token.style)
+    except yaml.YAMLError:
+        pass  # the scan stops where the parse did, or earlier: what was seen is enough
+    # Without a later quote to close it, an unclosed quote runs to the end of the file.
+    return last if last is not None else _quote_to_end(text)
+
+
+def _quote_to_end(text: str) -> tuple[int, int, str] | None:
+    try:
+        for _ in yaml.scan(text, Loader=yaml.SafeLoader):
+            pass
+    except yaml.scanner.ScannerError as exc:
+        if exc.context == "while scanning a quoted scalar" and exc.context_mark is not None:
+            mark = exc.context_mark
+            return mark.line + 1, mark.column + 1, text[mark.index]
+    return None
 
 
 _REFERENCE = re.compile(
@@ -1059,6 +1335,45 @@ def _kind(value: object) -> str:
     if isinstance(value, list):
         return "a list"
     return f"a {type(value).__name__} ({_show(value)})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Warnings: valid, but probably not what was meant
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigWarning:
+    """A valid setting that is probably a mistake (`check-config` and `doctor` print it)."""
+
+    key: str
+    problem: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"warning: {self.key}: {self.problem}: {self.fix}"
+
+
+def config_warnings(settings: Settings) -> list[ConfigWarning]:
+    """Settings that load but are likely wrong, e.g. an API URL ending in `/v1`."""
+    warnings = []
+    for key, url, example in (
+        ("panther.api_url", settings.panther.api_url, "https://api.acme.runpanther.net"),
+        ("bigpanda.api_url", settings.bigpanda.api_url, "https://api.bigpanda.io"),
+    ):
+        path = urlsplit(url).path.rstrip("/")
+        if path:
+            # PANTHER.md: no /v1 prefix, paths hang straight off the host. Some deployments
+            # differ, so this is a warning rather than an error.
+            warnings.append(
+                ConfigWarning(
+                    key,
+                    f"{url} has a path ({path}); API paths hang straight off the host",
+                    f"write the API host with no path, e.g. {example}, unless your deployment "
+                    "really serves the API under that path",
+                )
+            )
+    return warnings
 
 
 # ---------------------------------------------------------------------------------------------

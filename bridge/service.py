@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import ssl
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from types import TracebackType
 
 import aiohttp
@@ -576,7 +576,7 @@ class Bridge:
 
     # -- one full cycle --------------------------------------------------------------------------
 
-    async def once(self, *, timeout: float = 120.0) -> bool:
+    async def once(self, *, timeout: float = 120.0, progress: Progress | None = None) -> bool:
         """Poll, sweep and sync once, deliver, wait for jobs; True when the Panther side worked
         and nothing is pending."""
         if self.catalog is not None:
@@ -586,10 +586,17 @@ class Bridge:
         synced = await self.sync_cycle()
         if self.sync_back is not None:
             await self.sync_back_cycle()
-        drained = await self.drain(timeout=timeout)
+        drained = await self.drain(timeout=timeout, progress=progress)
         return None not in (polled, swept, synced) and drained
 
-    async def backfill(self, since: float, until: float, *, timeout: float = 300.0) -> bool:
+    async def backfill(
+        self,
+        since: float,
+        until: float,
+        *,
+        timeout: float = 300.0,
+        progress: Progress | None = None,
+    ) -> bool:
         """Re-read [since, until) and deliver what was never recorded; the watermark stays put."""
         if self.catalog is not None:
             await self.catalog.refresh()
@@ -605,11 +612,16 @@ class Bridge:
             new_events=result.new_events,
             rejected=result.rejected,
         )
-        return await self.drain(timeout=timeout)
+        return await self.drain(timeout=timeout, progress=progress)
 
-    async def drain(self, *, timeout: float) -> bool:
-        """Deliver until nothing is pending and no job is open, or `timeout` passes."""
+    async def drain(self, *, timeout: float, progress: Progress | None = None) -> bool:
+        """Deliver until nothing is pending and no job is open, or `timeout` passes.
+
+        `progress(backlog, seconds_left)` is called every PROGRESS_EVERY seconds while events
+        wait, so that a command waiting on an unreachable BigPanda says so instead of hanging.
+        """
         deadline = self.clock() + timeout
+        reported_at: float | None = None
         while True:
             await self.dispatcher.step()
             await self.dispatcher.wait_in_flight()
@@ -622,6 +634,11 @@ class Bridge:
             now = self.clock()
             if now >= deadline:
                 break
+            if progress is not None and (
+                reported_at is None or now - reported_at >= PROGRESS_EVERY
+            ):
+                reported_at = now
+                progress(counts, deadline - now)
             next_due = self.outbox.next_due_at()
             wait = self.settings.bigpanda.job_poll_interval if counts["jobs"] else 1.0
             if next_due is not None and counts["pending"]:
@@ -631,6 +648,11 @@ class Bridge:
         counts = self.outbox.counts()
         log.info("drain.completed", **counts)
         return counts["pending"] == 0 and counts["jobs"] == 0
+
+
+PROGRESS_EVERY = 5.0  # seconds between two progress reports of a draining `once`/`backfill`
+Progress = Callable[[Mapping[str, int], float], None]
+"""Called with the outbox backlog (`pending`, `jobs`) and the seconds left before the timeout."""
 
 
 def env_proxy(url: str) -> tuple[str | None, aiohttp.BasicAuth | None]:

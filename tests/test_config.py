@@ -161,12 +161,13 @@ class TestDurations:
         text = MINIMAL.replace("  api_token: ptok", "  api_token: ptok\n  poll_interval: 5x")
         assert problems_of(write(text)) == [
             "panther.poll_interval: '5x' is not a duration: use seconds or 30s/5m/2h/7d"
+            " (sane range: more than 0s, at most 1h)"
         ]
 
     def test_zero_refused_where_meaningless(self, write: WriteConfig) -> None:
         text = MINIMAL.replace("  api_token: ptok", "  api_token: ptok\n  poll_interval: 0s")
         assert problems_of(write(text)) == [
-            "panther.poll_interval: must be longer than 0s (got 0s)"
+            "panther.poll_interval: 0s is out of range (sane range: more than 0s, at most 1h)"
         ]
 
 

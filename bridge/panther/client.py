@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from bridge.errors import BadResponseError
+from bridge.errors import BadResponseError, PermanentApiError
 from bridge.http import HttpTarget, Response, shorten
 from bridge.metrics import Metrics
 from bridge.panther.models import AlertPage
@@ -22,6 +22,10 @@ from bridge.timeutil import format_rfc3339
 
 # `GET /alerts` refuses more than 50 per page (PANTHER.md: "limit (default 25, maximum 50)").
 MAX_ALERTS_PAGE = 50
+API_URL_HINT = (
+    "check panther.api_url (it should be the API host with no path, "
+    "e.g. https://api.acme.runpanther.net)"
+)
 OBJECT_KINDS = frozenset({"rules", "scheduled-rules", "policies", "simple-rules", "queries"})
 
 
@@ -80,7 +84,11 @@ class PantherClient:
         params.append(("limit", str(max(1, min(limit or self.page_size, MAX_ALERTS_PAGE)))))
         if cursor:
             params.append(("cursor", cursor))
-        resp = await self._http.request("GET", "/alerts", endpoint="/alerts", params=params)
+        resp = await self._http.request(
+            "GET", "/alerts", endpoint="/alerts", params=params, accept=(404,)
+        )
+        if resp.status == 404:
+            raise self._listing_not_found(resp, "GET /alerts")
         results, next_cursor = self._page(resp, "GET /alerts")
         return AlertPage(results=results, next=next_cursor)
 
@@ -141,7 +149,11 @@ class PantherClient:
             params = [("limit", str(max(1, limit)))]
             if cursor:
                 params.append(("cursor", cursor))
-            resp = await self._http.request("GET", path, endpoint=path, params=params)
+            resp = await self._http.request(
+                "GET", path, endpoint=path, params=params, accept=(404,)
+            )
+            if resp.status == 404:
+                raise self._listing_not_found(resp, what)
             results, next_cursor = self._page(resp, what)
             for item in results:
                 yield item
@@ -159,6 +171,14 @@ class PantherClient:
         if resp.status == 404:
             return None
         return self._http.decode_json_object(resp, f"GET {endpoint}")
+
+    def _listing_not_found(self, resp: Response, what: str) -> PermanentApiError:
+        """A listing always exists: a 404 means the base URL is wrong (often a `/v1` suffix)."""
+        body = shorten(self._http.redact(resp.body.decode("utf-8", "replace")), 300)
+        message = f"panther {what} answered HTTP 404: {body}".rstrip(": ")
+        return PermanentApiError(
+            f"{message}; {API_URL_HINT}", target="panther", status=404, body=body
+        )
 
     def _page(self, resp: Response, what: str) -> tuple[list[dict[str, Any]], str | None]:
         """`results` and `next` of a `{results, next}` listing, checked; the dicts stay raw."""

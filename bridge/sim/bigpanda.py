@@ -437,6 +437,8 @@ class BigPandaSimulator:
         self._poison: list[str] = []
         self._job_steps = ["pending", "started", "done"]
         self._jobs: dict[str, _Job] = {}
+        # Seconds added to the Date header of every answer: a server whose clock disagrees.
+        self.date_offset = 0.0
         self.app = web.Application(middlewares=[self._record], client_max_size=MAX_BODY)
         self.app.router.add_post(ALERTS_PATH, self._post_alerts)
         self.app.router.add_get(JOBS_PATH + "/{job_id}", self._get_job)
@@ -496,6 +498,8 @@ class BigPandaSimulator:
         except _Rejected as exc:
             response = _failure(exc.status, exc.errors, exc.headers)
         record.status = response.status
+        if self.date_offset:
+            response.headers["Date"] = formatdate(time.time() + self.date_offset, usegmt=True)
         return response
 
     async def _not_found(self, request: web.Request) -> web.StreamResponse:
@@ -728,9 +732,11 @@ async def serve(
     token: str = DEFAULT_TOKEN,
     latency: float = 0.0,
     faults: str = "",
+    date_offset: float = 0.0,
 ) -> None:
     """Run the simulator until cancelled (`bridge sim bigpanda`); `faults` is a `script()` spec."""
     sim = BigPandaSimulator(token=token, latency=latency)
+    sim.date_offset = date_offset
     if faults:
         sim.script(faults)
     async with serve_app(sim.app, host, port) as url:

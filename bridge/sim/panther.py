@@ -23,10 +23,15 @@ Simplified, on purpose:
   behind the cursor (late-indexed alerts) are seen by the next listing whose window covers them,
   which is the behaviour the bridge must cope with.
 - `created-before` has no implicit "now" bound: real Panther has no alerts in the future, tests may.
-- `log-source` is accepted and ignored; `/alerts/{id}/events` and comments are not served.
+- `log-source` is accepted and ignored. `GET /alerts/{id}/events` serves `eventCount` (at most
+  200) deterministic raw events per alert, 25 (at most 50) a page.
+- Detection listings filter by what the spec names for each: `name-contains` (display name or
+  id), `state` (enabled/disabled), `severity`, `tag`, `log-type` (rules, simple rules),
+  `resource-type` (policies), `scheduled-query` (scheduled rules); other spec filters are ignored.
 - Simple-rule alerts carry `detection.type` RULE (DetectionInfo has no SIMPLE_RULE), so a client
   that looks the detection up must try `/simple-rules/{id}` after `/rules/{id}` answers 404.
-- Faults (`script`) are served after the auth check, to authenticated requests only.
+- Faults (`script`) and refusals (`refuse`) are served after the auth check, to authenticated
+  requests only.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from email.utils import formatdate
 from typing import Any
 
 import orjson
@@ -394,8 +400,11 @@ class PantherSimulator:
         # at most four lists, never a scan of every alert.
         self._index: dict[tuple[str, str], list[tuple[int, str]]] = {}
         self._scripts: list[tuple[str, deque[_Fault]]] = []
-        # Comments, the calling token, denied routes: bridge.sim.panther_writes.
+        # Comments, the calling token, denied write routes: bridge.sim.panther_writes.
         self.writes = PantherWrites(self.alerts)
+        self._refusals: list[tuple[str, int]] = []
+        # Seconds added to the Date header of every answer: a server whose clock disagrees.
+        self.date_offset = 0.0
         self.app = self._build_app()
 
     # --- alerts ---------------------------------------------------------------------------
@@ -497,6 +506,17 @@ class PantherSimulator:
                 queue.extend(faults)
                 return
         self._scripts.append((path, deque(faults)))
+
+    def refuse(self, path_prefix: str, *, status: int = 403) -> None:
+        """Answer every authenticated request under `path_prefix` with `status`, until told
+        otherwise: a token without the permission that route needs."""
+        self._refusals.append((path_prefix, status))
+
+    def _refusal(self, path: str) -> int | None:
+        for prefix, status in self._refusals:
+            if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+                return status
+        return None
 
     def _next_fault(self, path: str) -> _Fault | None:
         for prefix, queue in self._scripts:
@@ -721,6 +741,7 @@ class PantherSimulator:
         app.router.add_get("/alerts", self._list_alerts)
         app.router.add_patch("/alerts", self._patch_alerts)
         app.router.add_get("/alerts/{id}", self._get_alert)
+        app.router.add_get("/alerts/{id}/events", self._alert_events)
         app.router.add_patch("/alerts/{id}", self._patch_alert)
         self.writes.install(app.router)
         for kind in CATALOG_KINDS:
@@ -739,14 +760,19 @@ class PantherSimulator:
         except web.HTTPException as exc:  # aiohttp's own 404/405 for unknown routes: JSON too
             response = _error(exc.status, exc.reason)
         record.status = response.status
+        if self.date_offset:
+            response.headers["Date"] = formatdate(time.time() + self.date_offset, usegmt=True)
         return response
 
     async def _respond(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.headers.get("X-API-Key") != self.token:
             return _error(401, "Unauthorized")
-        refused = self.writes.refusal(request)
+        denied = self.writes.refusal(request)
+        if denied is not None:
+            return denied
+        refused = self._refusal(request.path)
         if refused is not None:
-            return refused
+            return _error(refused, _FAULT_MESSAGES.get(refused, "refused"))
         fault = self._next_fault(request.path)
         if self.page_latency > 0 and request.path.startswith("/alerts"):
             await asyncio.sleep(self.page_latency)
@@ -871,6 +897,26 @@ class PantherSimulator:
         alert = self.alerts.get(request.match_info["id"])
         return _json(alert) if alert is not None else _error(404, "alert not found")
 
+    async def _alert_events(self, request: web.Request) -> web.Response:
+        """`GET /alerts/{id}/events`: the alert's raw events, `limit` (25, at most 50) a page."""
+        alert_id = request.match_info["id"]
+        alert = self.alerts.get(alert_id)
+        if alert is None:
+            return _error(404, "alert not found")
+        try:
+            limit = _limit(request.query.get("limit"), *ALERTS_LIMIT)
+            cursor = request.query.get("cursor")
+            start = self._decode_cursor(cursor, f"events/{alert_id}")["k"] if cursor else 0
+        except _BadRequest as exc:
+            return _error(400, str(exc))
+        events = catalog.alert_events(alert, self._hidden[alert_id].log_types)
+        page = events[start : start + limit]
+        more = start + limit < len(events)
+        next_cursor = (
+            self._encode_cursor(f"events/{alert_id}", {"k": start + limit}) if more else None
+        )
+        return _json({"results": page, "next": next_cursor})
+
     async def _patch_alert(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
         if body is None:
@@ -906,14 +952,22 @@ class PantherSimulator:
             try:
                 limit = _limit(request.query.get("limit"), CATALOG_LIMIT, None)
                 cursor = request.query.get("cursor")
-                last = self._decode_cursor(cursor, kind)["k"] if cursor else None
-            except _BadRequest as exc:
+                if cursor:  # like /alerts: a cursor carries the first request's filters
+                    payload = self._decode_cursor(cursor, kind)
+                    last, filters = payload["k"], payload.get("f", {})
+                else:
+                    last, filters = None, catalog.detection_filters(kind, request.query)
+            except (_BadRequest, ValueError) as exc:  # ValueError: a value outside an enum
                 return _error(400, str(exc))
-            ids = sorted(self.catalog[kind])
+            objects = self.catalog[kind]
+            ids = sorted(i for i in objects if catalog.detection_matches(objects[i], filters))
             start = bisect.bisect_right(ids, last) if last is not None else 0
             page = ids[start : start + limit]
             more = start + limit < len(ids)
-            next_cursor = self._encode_cursor(kind, {"k": page[-1]}) if more else None
+            next_cursor = None
+            if more:
+                state = {"k": page[-1], "f": filters} if filters else {"k": page[-1]}
+                next_cursor = self._encode_cursor(kind, state)
             return _json({"results": [self.catalog[kind][i] for i in page], "next": next_cursor})
 
         return handler
@@ -998,10 +1052,16 @@ async def serve(
     latency: float = 0.0,
     token: str = DEFAULT_TOKEN,
     faults: str = "",
+    refuse: tuple[str, ...] = (),
+    date_offset: float = 0.0,
 ) -> None:
     """`bridge sim panther`: serve until cancelled, with `alerts` alerts from the last 50 minutes
-    and `rate` new ones per second."""
+    and `rate` new ones per second; `refuse` holds `PATH[:STATUS]` routes answered 403 or STATUS."""
     sim = PantherSimulator(token=token, page_latency=latency)
+    sim.date_offset = date_offset
+    for spec in refuse:
+        prefix, _, status = spec.partition(":")
+        sim.refuse(prefix, status=int(status) if status else 403)
     if alerts > 0:
         sim.generate(alerts, spacing=3000 / alerts)  # inside the default 1h lookback
     if faults:

@@ -510,3 +510,102 @@ SYSTEM_ERRORS: list[tuple[str, str, str]] = [
     ("Destination {name} failed to deliver alerts", "slack", "OUTPUT_DELIVERY_FAILURE"),
 ]
 SOURCE_NAMES = ["cloudtrail-prod", "okta-systemlog", "github-audit", "vpc-flow-eu", "soc-slack"]
+
+
+# --- detection-list filters (GET /rules, /policies, /scheduled-rules, /simple-rules) -------------
+
+# The filters panther-openapi.yaml names for each listing; `compliance-status`, `created-by`,
+# `last-modified-by` and `include-python` are accepted and ignored (the catalog has no such data).
+LIST_FILTERS: dict[str, tuple[str, ...]] = {
+    "rules": ("name-contains", "state", "log-type", "severity", "tag"),
+    "simple-rules": ("name-contains", "state", "log-type", "severity", "tag"),
+    "scheduled-rules": ("name-contains", "state", "scheduled-query", "severity", "tag"),
+    "policies": ("name-contains", "state", "resource-type", "severity", "tag"),
+    "queries": (),
+}
+_SEVERITIES = ("INFO", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+_ARRAY_FIELDS = {
+    "log-type": "logTypes",
+    "resource-type": "resourceTypes",
+    "scheduled-query": "scheduledQueries",
+    "tag": "tags",
+}
+
+
+def detection_filters(kind: str, params: Any) -> dict[str, Any]:
+    """The filters of one listing request, as JSON (they travel in the cursor); ValueError
+    with Panther's wording for a value outside the spec's enum."""
+    filters: dict[str, Any] = {}
+    for name in LIST_FILTERS.get(kind, ()):
+        if name in ("name-contains", "state"):
+            value = params.get(name) or None
+            if name == "state" and value is not None and value not in ("enabled", "disabled"):
+                raise ValueError(
+                    f"invalid value for state: {value!r} must be one of enabled, disabled"
+                )
+            if value is not None:
+                filters[name] = value
+            continue
+        values = [v for v in params.getall(name, []) if v]
+        if name == "severity":
+            for value in values:
+                if value not in _SEVERITIES:
+                    raise ValueError(
+                        f"invalid value for severity: {value!r} must be one of "
+                        f"{', '.join(_SEVERITIES)}"
+                    )
+        if values:
+            filters[name] = values
+    return filters
+
+
+def detection_matches(obj: dict[str, Any], filters: dict[str, Any]) -> bool:
+    """Every given filter holds; an array filter matches when any of its values does."""
+    text = filters.get("name-contains")
+    if text is not None:
+        name = f"{obj.get('displayName') or ''} {obj.get('id') or ''}".lower()
+        if text.lower() not in name:
+            return False
+    state = filters.get("state")
+    if state is not None and bool(obj.get("enabled")) != (state == "enabled"):
+        return False
+    severities = filters.get("severity")
+    if severities and obj.get("severity") not in severities:
+        return False
+    for name, field in _ARRAY_FIELDS.items():
+        wanted = filters.get(name)
+        if wanted:
+            have = {str(v).lower() for v in obj.get(field) or ()}
+            if not have & {w.lower() for w in wanted}:
+                return False
+    return True
+
+
+# --- raw events behind an alert (GET /alerts/{id}/events) -----------------------------------------
+
+
+def alert_events(alert: dict[str, Any], log_types: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The raw log events of an alert: `eventCount` of them (at most 200), the same on every call.
+
+    Shaped like Panther's normalized events: the log's own fields plus the `p_` standard fields
+    (`p_event_time`, `p_log_type`, `p_row_id`, `p_parse_time`, `p_source_label`).
+    """
+    rng = random.Random(f"events-{alert.get('id')}")
+    count = min(int(alert.get("eventCount") or 1), 200)
+    log_type = log_types[0] if log_types else "AWS.CloudTrail"
+    first = alert.get("firstEventOccurredAt") or alert.get("createdAt") or "2026-01-01T00:00:00Z"
+    events = []
+    for index in range(count):
+        events.append(
+            {
+                "eventName": rng.choice(("ConsoleLogin", "AssumeRole", "GetObject", "PutObject")),
+                "sourceIPAddress": f"203.0.113.{rng.randint(1, 254)}",
+                "userIdentity": {"type": "IAMUser", "userName": rng.choice(("alice", "bob"))},
+                "p_event_time": first,
+                "p_log_type": log_type,
+                "p_row_id": f"{rng.getrandbits(96):024x}{index:04x}",
+                "p_parse_time": first,
+                "p_source_label": "sim-source",
+            }
+        )
+    return events
