@@ -12,6 +12,7 @@ import pytest
 
 from bridge.config import load_config
 from bridge.doctor import Doctor
+from bridge.sim.bigpanda_incidents import DEFAULT_ENVIRONMENT, DEFAULT_USER_API_KEY
 from tests.harness import BIGPANDA_TOKEN, PANTHER_TOKEN, Rig, make_rig
 
 
@@ -277,52 +278,29 @@ class TestMessagesThatPointAtTheCause:
 class TestSyncBack:
     """With a `sync_back` section, the User API key and the environment are checked."""
 
-    @pytest.fixture
-    async def environments(self) -> AsyncIterator[str]:
-        from aiohttp import web
-
-        from bridge.sim import serve_app
-
-        async def listing(request: web.Request) -> web.Response:
-            if request.headers.get("Authorization") != "Bearer user-key-0123456789":
-                return web.json_response({"error": "unauthorized"}, status=401)
-            return web.json_response([{"id": "env-1", "name": "SOC"}])
-
-        app = web.Application()
-        app.router.add_get("/resources/v2.0/environments", listing)
-        async with serve_app(app) as url:
-            yield url
-
-    async def _run(self, rig: Rig, url: str, api_key: str, environment: str) -> list[str]:
-        from types import SimpleNamespace
-
-        from pydantic import SecretStr
-
-        settings = load_config(rig.write_config(), environ={})
-        sync = SimpleNamespace(
-            enabled=True, api_key=SecretStr(api_key), environment_id=environment, api_url=url
+    async def _run(self, rig: Rig, api_key: str, environment: str) -> list[str]:
+        settings = rig.settings(
+            sync_back={"enabled": True, "api_key": api_key, "environment_id": environment}
         )
-        view = SimpleNamespace(**dict(settings), sync_back=sync)
         lines: list[str] = []
-        await Doctor(view, out=lines.append).run()
+        await Doctor(settings, out=lines.append).run()
         assert api_key not in "\n".join(lines)
         return lines
 
-    async def test_key_and_environment(self, rig: Rig, environments: str) -> None:
-        lines = await self._run(rig, environments, "user-key-0123456789", "env-1")
+    async def test_key_and_environment(self, rig: Rig) -> None:
+        lines = await self._run(rig, DEFAULT_USER_API_KEY, DEFAULT_ENVIRONMENT)
         assert line(lines, "sync-back User API key").startswith("✓ ")
         assert line(lines, "sync-back environment").startswith("✓ ")
-        assert line(lines, "Panther alert-modify").startswith("– ")
 
-    async def test_wrong_key(self, rig: Rig, environments: str) -> None:
-        lines = await self._run(rig, environments, "wrong-user-key-42", "env-1")
+    async def test_wrong_key(self, rig: Rig) -> None:
+        lines = await self._run(rig, "wrong-user-key-42", DEFAULT_ENVIRONMENT)
         text = line(lines, "sync-back User API key")
         assert text.startswith("✗ ") and "check sync_back.api_key" in text
 
-    async def test_unknown_environment(self, rig: Rig, environments: str) -> None:
-        lines = await self._run(rig, environments, "user-key-0123456789", "env-9")
+    async def test_unknown_environment(self, rig: Rig) -> None:
+        lines = await self._run(rig, DEFAULT_USER_API_KEY, "env-9")
         text = line(lines, "sync-back environment")
-        assert text.startswith("✗ ") and "SOC (env-1)" in text
+        assert text.startswith("✗ ") and f"({DEFAULT_ENVIRONMENT})" in text
 
 
 class TestSimulatorOptions:
