@@ -8,12 +8,25 @@ are absorbed by the dedup keys. The head poll starts a microsecond *before* the 
 sharing the watermark's instant (ties, possibly split across a page boundary) are read again and
 deduplicated, whether Panther's `created-after` is inclusive or not.
 
-Alerts can be indexed late, with a `createdAt` behind the watermark. Re-reading an overlap on every
-poll would make every poll cost the whole overlap (at 50 alerts/s, 2 minutes is 120 pages), so the
-overlap is swept on its own slower cadence (`panther.late_sweep_interval`) instead. A sweep reads
-from `overlap` before the *previous* sweep's watermark up to the current one: an alert at most
-`overlap` late is indexed before the first sweep after it, and that sweep's window covers it
-whatever the sweep interval. The previous sweep's point is stored, so a restart keeps the promise.
+Alerts are indexed late, routinely: their `createdAt` falls behind the watermark (PANTHER.md). The
+late sweep re-reads from `overlap` before the point the *previous* sweep reached up to the current
+watermark: an alert at most `overlap` late is listable before the first sweep after it, and that
+sweep's window covers it however long the gap between sweeps. Coverage is contiguous from the
+first poll on: a fresh state's sweep point is where its first poll starts, and the point is
+stored in the outbox meta, so restarts (crash loops, `bridge once` from cron) keep it. The sweep
+runs after a head poll whenever it is due (`sweep_due`): at start, then as often as its budget
+allows (`bridge.budget.SweepBudget`): at normal volume, where the overlap holds a few pages,
+after every poll, so a late alert is delivered within a couple of poll intervals; at storm
+volume within `panther.sweep_share` of Panther requests, and at least every
+`panther.late_sweep_interval`.
+
+The watermark never moves past now + `MAX_CLOCK_SKEW`: an alert stamped in the future (a broken
+clock, a hostile source) is delivered, logged once, and does not hide the alerts after it.
+
+A catch-up (after an outage, a storm) pages its window with concurrent pagers and pays per
+alert: the window starts as one slice per pager, and a pager that runs out of work takes the far
+half of the busiest slice still being read (at most `pagers // 2` times), so a window costs about
+ceil(alerts / 50) + 2 x pagers requests, not a fixed number of slices.
 
 A listing may change between pages (alerts inserted, statuses changing): the watermark only moves
 to what a recorded page held, inserts behind it are the sweep's, and repeats are deduplicated.
@@ -35,6 +48,7 @@ import orjson
 import structlog
 from pydantic import ValidationError
 
+from bridge.budget import SweepBudget
 from bridge.catalog import Catalog, Enrichment
 from bridge.errors import AuthError, BridgeError, retry_reason
 from bridge.filters import AlertFilter, listing_of
@@ -54,9 +68,9 @@ TERMINAL_STATUSES = frozenset({"RESOLVED", "CLOSED"})
 # Query bounds are sent with microseconds; one microsecond below a bound makes it inclusive
 # whatever Panther's own convention, and covers the nanoseconds the float watermark cannot hold.
 EPSILON = 1e-6
-# A backfill cuts its window into this many slices per concurrent pager, so that one busy slice
-# (an alert storm) does not leave the other pagers idle.
-SLICES_PER_PAGER = 4
+# How far ahead of the bridge's clock the watermark may go: clocks disagree a little, never by
+# years (one alert stamped 2099 must not hide every later one).
+MAX_CLOCK_SKEW = 60.0
 # Pages of a slice stored per transaction (catch-up, backfill): see `read_window`.
 PAGES_PER_COMMIT = 8
 # The head poll switches to concurrent slices when a full page's newest alert is further behind
@@ -156,6 +170,9 @@ class Poller:
         catchup_concurrency: int | None = None,
         catchup_lag: float = CATCHUP_LAG,
         on_recorded: Callable[[], None] | None = None,
+        sweep_budget: SweepBudget | None = None,
+        late_sweep_interval: float = 300.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._outbox = outbox
@@ -179,6 +196,12 @@ class Poller:
         self._dropped_ids: dict[str, None] = {}  # counted once each, though re-read in overlaps
         # Told when new events are stored, so the dispatcher wakes during a long catch-up too.
         self._on_recorded = on_recorded
+        self.sweep_budget = sweep_budget or SweepBudget(per_minute=60.0, share=0.25)
+        self._late_sweep_interval = late_sweep_interval
+        self._monotonic = monotonic
+        self._last_sweep_at: float | None = None  # None: no sweep since start, one is due
+        self._last_sweep_pages = 1
+        self._future_ids: dict[str, None] = {}  # alerts from the future, logged once each
 
     @property
     def listings(self) -> tuple[str, ...]:
@@ -216,6 +239,10 @@ class Poller:
     async def _poll_listing(self, listing: str) -> PollResult:
         total = PollResult()
         may_catch_up = self._catchup_pagers > 1
+        if self._outbox.get_meta(swept_key(listing)) is None:
+            # A fresh state: sweep coverage starts where the first poll does, so an alert
+            # indexed late during the first polls is inside the first sweep's window.
+            self._outbox.set_meta(swept_key(listing), repr(self.start_point(listing)))
         while True:
             start = self.start_point(listing) - EPSILON
             behind: float | None = None
@@ -248,7 +275,7 @@ class Poller:
     async def catch_up(
         self, since: float, until: float, listing: str, total: PollResult | None = None
     ) -> PollResult:
-        """Page [since, until) of a listing in concurrent slices, advancing its watermark.
+        """Page [since, until) of a listing with concurrent pagers, advancing its watermark.
 
         Slices finish in any order; the watermark only ever moves to the newest alert of the
         *contiguous prefix* of finished slices, so it never passes a slice still being read (or
@@ -256,103 +283,73 @@ class Poller:
         slices already recorded is absorbed by the dedup keys.
         """
         total = PollResult() if total is None else total
-        bounds = _slice_bounds(since, until, self._catchup_pagers * SLICES_PER_PAGER)
-        count = len(bounds) - 1
-        finished = [False] * count
-        newest: list[float | None] = [None] * count
-        prefix = 0
         key = watermark_key(listing)
 
-        def slice_done(index: int, slice_newest: float | None) -> None:
-            nonlocal prefix
-            finished[index] = True
-            newest[index] = slice_newest
-            mark: float | None = None
-            while prefix < count and finished[prefix]:
-                if newest[prefix] is not None:
-                    mark = newest[prefix]  # slices are in time order: the last one is the max
-                prefix += 1
-            if mark is not None:
-                self._outbox.record([], watermark=mark, watermark_key=key)
-                total.watermark = max(total.watermark or mark, mark)
-                if listing == "ALERT":
-                    current = self._outbox.watermark()
-                    if current is not None:
-                        self._metrics.watermark.set(current)
+        def prefix_done(mark: float) -> None:
+            self._outbox.record([], watermark=self._capped(mark), watermark_key=key)
+            total.watermark = max(total.watermark or mark, mark)
+            if listing == "ALERT":
+                current = self._outbox.watermark()
+                if current is not None:
+                    self._metrics.watermark.set(current)
 
         log.info(
             "poll.catching_up", listing=listing, behind_seconds=round(until - since, 1),
-            slices=count, pagers=self._catchup_pagers,
+            pagers=self._catchup_pagers,
         )
-        await self._read_slices(bounds, listing, self._catchup_pagers, total, slice_done)
+        await _SplitReader(self, listing, self._catchup_pagers, total, prefix_done).run(
+            since, until
+        )
         return total
 
+    def sweep_due(self) -> bool:
+        """Whether the late sweep should run now: at start, then when its budget allows, and at
+        least every `late_sweep_interval`."""
+        if self._overlap <= 0:
+            return False
+        if self._last_sweep_at is None:
+            return True
+        if self._monotonic() - self._last_sweep_at >= self._late_sweep_interval:
+            return True
+        return self.sweep_budget.allows(self._last_sweep_pages)
+
+    def polled(self, pages: int) -> None:
+        """Count the list requests of a head poll (or any non-sweep loop) for the sweep's share."""
+        self.sweep_budget.spent("poll", pages)
+
     async def sweep_overlap(self) -> PollResult:
-        """Re-read the window behind each watermark for alerts that were indexed late."""
+        """Re-read the window behind each watermark for alerts that were indexed late: from
+        `overlap` before the point the previous sweep reached, to the current watermark."""
         total = PollResult()
         if self._overlap <= 0:
             return total
-        for listing in self.listings:
-            watermark = self._outbox.watermark(watermark_key(listing))
-            if watermark is None:
-                continue
-            swept = self._outbox.get_meta(swept_key(listing))
-            since = min(watermark, float(swept)) if swept is not None else watermark
-            await self.read_window(
-                since - self._overlap - EPSILON, watermark, advance_watermark=False,
-                listing=listing, result=total,
-            )
-            self._outbox.set_meta(swept_key(listing), repr(watermark))
+        self._last_sweep_at = self._monotonic()
+        try:
+            for listing in self.listings:
+                watermark = self._outbox.watermark(watermark_key(listing))
+                if watermark is None:
+                    continue
+                swept = self._outbox.get_meta(swept_key(listing))
+                since = min(watermark, float(swept)) if swept is not None else watermark
+                await self.read_window(
+                    since - self._overlap - EPSILON, watermark + EPSILON,
+                    advance_watermark=False, listing=listing, result=total,
+                )
+                self._outbox.set_meta(swept_key(listing), repr(watermark))
+        finally:
+            self.sweep_budget.spent("sweep", total.pages)
+            self._last_sweep_pages = max(1, total.pages)
         return total
 
     async def backfill(self, since: float, until: float) -> PollResult:
-        """Read [since, until) of every listing in slices paged concurrently; watermarks stay put.
+        """Read [since, until) of every listing with concurrent pagers; watermarks stay put.
 
         Nothing already recorded is recorded (hence sent) again: the dedup keys decide.
         """
         total = PollResult()
-        bounds = _slice_bounds(since, until, self._backfill_concurrency * SLICES_PER_PAGER)
         for listing in self.listings:
-            await self._read_slices(bounds, listing, self._backfill_concurrency, total)
+            await _SplitReader(self, listing, self._backfill_concurrency, total).run(since, until)
         return total
-
-    async def _read_slices(
-        self,
-        bounds: Sequence[float],
-        listing: str,
-        pagers: int,
-        total: PollResult,
-        slice_done: Callable[[int, float | None], None] | None = None,
-    ) -> None:
-        """Page the slices between `bounds` with `pagers` concurrent readers, oldest first.
-
-        `slice_done(index, newest createdAt)` is called as each slice is completely recorded.
-        """
-        slices = list(enumerate(itertools.pairwise(bounds)))
-        slices.reverse()  # popped from the end: the oldest slice first
-
-        async def pager() -> None:
-            while slices:
-                index, (start, end) = slices.pop()
-                result = PollResult()
-                newest = await self.read_window(
-                    start - EPSILON, end, advance_watermark=False, listing=listing,
-                    result=result, group=PAGES_PER_COMMIT,
-                )
-                total.add(result)
-                if slice_done is not None:
-                    slice_done(index, newest)
-
-        try:
-            async with asyncio.TaskGroup() as tg:
-                for _ in range(min(pagers, len(slices))):
-                    tg.create_task(pager())
-        except ExceptionGroup as group:
-            # One failed slice stops the others (what was recorded stays); say why plainly.
-            failures = [e for e in group.exceptions if isinstance(e, BridgeError)]
-            if failures and len(failures) == len(group.exceptions):
-                raise failures[0] from None
-            raise
 
     async def read_window(
         self,
@@ -462,6 +459,8 @@ class Poller:
             if created is not None:
                 ts = created.timestamp()
                 newest = ts if newest is None or ts > newest else newest
+                if ts > observed + MAX_CLOCK_SKEW:
+                    self._note_future(raw_id, ts, observed)
         enrichment: Mapping[str, Enrichment] = {}
         if self._catalog is not None and valid:
             # A cache lookup + a bounded wait for the detections not cached yet.
@@ -498,6 +497,8 @@ class Poller:
             events = [e for w in works for e in w.events]
             rejected = [r for w in works for r in w.rejected]
             track = [t for w in works for t in w.track]
+        if watermark is not None:
+            watermark = self._capped(watermark)
         fresh = self._outbox.record(
             events,
             watermark=watermark,
@@ -517,6 +518,24 @@ class Poller:
                 current = self._outbox.watermark()
                 if current is not None:
                     self._metrics.watermark.set(current)
+
+    def _capped(self, watermark: float) -> float:
+        """The watermark, never past now + MAX_CLOCK_SKEW."""
+        return min(watermark, self._clock() + MAX_CLOCK_SKEW)
+
+    def _note_future(self, alert_id: object, created: float, observed: float) -> None:
+        """An alert stamped beyond the clock skew: delivered, but logged once (the head poll
+        reads it again each time, since the watermark stays behind it)."""
+        if not isinstance(alert_id, str) or alert_id in self._future_ids:
+            return
+        if len(self._future_ids) >= 10_000:
+            self._future_ids.pop(next(iter(self._future_ids)))
+        self._future_ids[alert_id] = None
+        log.warning(
+            "alert.created_in_future", alert_id=alert_id,
+            ahead_seconds=round(created - observed, 1),
+            detail="createdAt is ahead of this host's clock; the watermark stays at now",
+        )
 
     def _count_filtered(self, alert_id: object) -> None:
         """Alerts `panther.filters` excludes client-side: counted once each, logged at debug."""
@@ -681,11 +700,130 @@ def _malformed(raw: Mapping[str, Any], exc: ValidationError, observed: float) ->
     )
 
 
-def _slice_bounds(since: float, until: float, count: int) -> list[float]:
-    """`count` equal slices of [since, until): their `count + 1` bounds."""
-    count = max(1, count)
-    step = (until - since) / count
-    return [since + i * step for i in range(count)] + [until]
+@dataclass(slots=True)
+class _Slice:
+    """A time slice of a catch-up or backfill window and how far its pager has read it."""
+
+    start: float
+    end: float
+    taken: bool = False
+    done: bool = False
+    position: float | None = None  # newest createdAt read so far
+    more: bool = True  # its last page had a `next`: more to read
+    newest: float | None = None
+
+
+class _SplitReader:
+    """Pages [since, until) of one listing with `pagers` concurrent readers, paying per alert.
+
+    The window starts as one slice per pager. A pager out of work takes the far half of the
+    slice with the most left to read, if that slice's last page was full, at most `pagers // 2`
+    times: each split costs at most two requests (the thief's last, partial page; the victim's
+    page that overshoots the new bound), so N alerts cost at most ceil(N / page) + 2 x pagers.
+    `prefix_done(mark)` is told the newest alert of the contiguous prefix of finished slices.
+    """
+
+    def __init__(
+        self,
+        poller: Poller,
+        listing: str,
+        pagers: int,
+        total: PollResult,
+        prefix_done: Callable[[float], None] | None = None,
+    ) -> None:
+        self._poller = poller
+        self._listing = listing
+        self._pagers = max(1, pagers)
+        self._total = total
+        self._prefix_done = prefix_done
+        self._slices: list[_Slice] = []
+        self._splits_left = self._pagers // 2
+        self._prefix = 0
+        self._mark: float | None = None
+
+    async def run(self, since: float, until: float) -> None:
+        step = (until - since) / self._pagers
+        bounds = [since + i * step for i in range(self._pagers)] + [until]
+        self._slices = [_Slice(a, b) for a, b in itertools.pairwise(bounds)]
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(self._pagers):
+                    tg.create_task(self._pager())
+        except ExceptionGroup as group:
+            # One failed slice stops the others (what was recorded stays); say why plainly.
+            failures = [e for e in group.exceptions if isinstance(e, BridgeError)]
+            if failures and len(failures) == len(group.exceptions):
+                raise failures[0] from None
+            raise
+
+    def _next_slice(self) -> _Slice | None:
+        for piece in self._slices:
+            if not piece.taken:
+                piece.taken = True
+                return piece
+        if self._splits_left <= 0:
+            return None
+        busy = [p for p in self._slices if not p.done and p.more and p.position is not None]
+        if not busy:
+            return None
+        victim = max(busy, key=lambda p: p.end - (p.position or p.start))
+        mid = ((victim.position or victim.start) + victim.end) / 2
+        if victim.end - mid < 1e-3:
+            return None
+        self._splits_left -= 1
+        thief = _Slice(mid, victim.end, taken=True)
+        victim.end = mid
+        self._slices.insert(self._slices.index(victim) + 1, thief)
+        return thief
+
+    async def _pager(self) -> None:
+        while (piece := self._next_slice()) is not None:
+            await self._read(piece)
+            piece.done = True
+            self._advance()
+
+    async def _read(self, piece: _Slice) -> None:
+        poller = self._poller
+        result = PollResult()
+        held: list[_PageWork] = []
+        pages = poller._client.iter_alert_pages(
+            created_after=_dt(piece.start - EPSILON),
+            created_before=_dt(piece.end),
+            alert_type=self._listing,
+            **poller.filters.query(self._listing),
+        )
+        try:
+            async with contextlib.aclosing(pages):
+                async for page in pages:
+                    result.pages += 1
+                    work = await poller._prepare(page.results, result)
+                    if work.newest is not None:
+                        piece.position = max(piece.position or work.newest, work.newest)
+                    piece.more = bool(page.next)
+                    held.append(work)
+                    if len(held) >= PAGES_PER_COMMIT:
+                        poller._store(held, result, watermark=None, listing=self._listing)
+                        held = []
+                    # A split may have moved this slice's end: the thief reads past it.
+                    if piece.position is not None and piece.position >= piece.end:
+                        break
+            if held:
+                poller._store(held, result, watermark=None, listing=self._listing)
+        finally:
+            self._total.add(result)
+        if piece.position is not None:
+            piece.newest = min(piece.position, piece.end)
+
+    def _advance(self) -> None:
+        mark: float | None = None
+        while self._prefix < len(self._slices) and self._slices[self._prefix].done:
+            newest = self._slices[self._prefix].newest
+            if newest is not None:
+                mark = newest if mark is None else max(mark, newest)
+            self._prefix += 1
+        if mark is not None and self._prefix_done is not None:
+            self._mark = mark if self._mark is None else max(self._mark, mark)
+            self._prefix_done(self._mark)
 
 
 def _dt(epoch: float) -> datetime:

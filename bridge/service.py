@@ -20,6 +20,7 @@ from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 from bridge.bigpanda.client import BigPandaClient
+from bridge.budget import RequestBudget, SweepBudget
 from bridge.catalog import Catalog
 from bridge.config import Settings
 from bridge.dispatch import Dispatcher, JobTracker
@@ -101,6 +102,8 @@ class Bridge:
             timeout=s.panther.timeout,
             page_size=s.panther.page_size,
             metrics=self.metrics,
+            # One budget per tenant: poll, sweep, status sync, catalog and backfill draw from it.
+            budget=RequestBudget(s.panther.max_requests_per_second, s.panther.request_burst),
         )
         self.bigpanda = BigPandaClient(
             bigpanda_session,
@@ -138,6 +141,10 @@ class Bridge:
             track_for=s.panther.track_for,
             # Every store of new alerts (head poll, catch-up group, sweep) wakes the sender.
             on_recorded=lambda: self.dispatcher.wake(fresh=True),
+            sweep_budget=SweepBudget(
+                per_minute=s.panther.sweep_requests_per_minute, share=s.panther.sweep_share
+            ),
+            late_sweep_interval=s.panther.late_sweep_interval,
         )
         self.status_sync = StatusSync(
             self.panther,
@@ -221,6 +228,7 @@ class Bridge:
         except BridgeError as exc:  # AuthError included: FailureBurst takes readiness down
             self.poll_faults.failed(exc)
             return None
+        self.poller.polled(result.pages)
         self.poll_faults.succeeded()
         self.health.poll_succeeded()
         self.metrics.last_successful_poll.set(self.clock())
@@ -259,6 +267,7 @@ class Bridge:
             self.sync_faults.failed(exc)
             return None
         self.sync_faults.succeeded()
+        self.poller.polled(result.pages + result.fetched)  # the sweep's share counts these too
         if result.new_events:
             self.dispatcher.wake(fresh=True)
         log.info(
@@ -301,7 +310,6 @@ class Bridge:
                     tg.create_task(self.jobs.run(stopping), name="jobs"),
                     tg.create_task(self._housekeeping(stopping), name="housekeeping"),
                     tg.create_task(self._checkpoints(stopping), name="checkpoint"),
-                    tg.create_task(self._sweep_loop(stopping), name="sweep"),
                     tg.create_task(self._sync_loop(stopping), name="status-sync"),
                 ]
                 if self.catalog is not None:
@@ -335,15 +343,21 @@ class Bridge:
                 task.cancel()
 
     async def _poll_loop(self, stopping: asyncio.Event) -> None:
+        """Head poll, then the late sweep whenever it is due (at start, then by its budget):
+        a late alert waits for the next poll, not for a sweep interval."""
+        sweep_retry_at = 0.0
         while not stopping.is_set():
             await self._unless_stopping(self.poll_cycle(), stopping)
+            if (
+                not stopping.is_set()
+                and self.clock() >= sweep_retry_at
+                and self.poller.sweep_due()
+            ):
+                await self._unless_stopping(self.sweep_cycle(), stopping)
+                if self.sweep_faults.failures:
+                    sweep_retry_at = self.clock() + self.sweep_faults.delay(0.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), self.poll_delay())
-
-    async def _sweep_loop(self, stopping: asyncio.Event) -> None:
-        interval = self.settings.panther.late_sweep_interval
-        await self._panther_loop(self.sweep_cycle, lambda: self.sweep_faults.delay(interval),
-                                 stopping)
 
     async def _sync_loop(self, stopping: asyncio.Event) -> None:
         interval = self.settings.panther.status_sync_interval
