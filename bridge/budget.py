@@ -67,11 +67,12 @@ class RequestBudget:
 
 
 class SweepBudget:
-    """Whether a late sweep of an expected cost may run now, by the requests made lately.
+    """How many list requests the late sweep may spend now, by the requests made lately.
 
-    `spent(kind, n)` records Panther list requests (`kind` "sweep" or anything else); a sweep of
-    `cost` requests is allowed when, over the last `SHARE_WINDOW` seconds, sweeping stays within
-    `per_minute` requests a minute, or within `share` of all requests.
+    `spent(kind, n)` records Panther requests (`kind` "sweep" or anything else). Over the last
+    `SHARE_WINDOW` seconds, sweeping may take `per_minute` requests a minute, or `share` of all
+    requests when that is more: small sweeps after every poll at normal volume, and at storm
+    volume (when the head poll alone makes many requests) never more than the share.
     """
 
     def __init__(
@@ -108,11 +109,11 @@ class SweepBudget:
         other = sum(n for _, s, n in self._log if not s)
         return sweep, other
 
-    def allows(self, cost: int) -> bool:
-        """True when a sweep of `cost` requests keeps sweeping within its budget."""
+    def allowance(self) -> int:
+        """The list requests a sweep may make now (0: none)."""
         sweep, other = self._recent()
-        if sweep + cost <= self.per_minute * self._window / 60.0:
-            return True
+        floor = self.per_minute * self._window / 60.0
         if self.share >= 1.0:
-            return True
-        return sweep + cost <= self.share * (sweep + cost + other)
+            return 1 << 30
+        by_share = self.share / (1.0 - self.share) * other
+        return max(0, int(max(floor, by_share) - sweep))

@@ -299,7 +299,7 @@ class PantherSettings(_Section):
         "whenever their budget allows)",
     )
     sweep_requests_per_minute: float = Field(
-        60.0, ge=0, le=6000,
+        12.0, ge=0, le=6000,
         description="Panther requests a minute the late sweep may always spend",
     )
     sweep_share: float = Field(

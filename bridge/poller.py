@@ -196,11 +196,10 @@ class Poller:
         self._dropped_ids: dict[str, None] = {}  # counted once each, though re-read in overlaps
         # Told when new events are stored, so the dispatcher wakes during a long catch-up too.
         self._on_recorded = on_recorded
-        self.sweep_budget = sweep_budget or SweepBudget(per_minute=60.0, share=0.25)
+        self.sweep_budget = sweep_budget or SweepBudget(per_minute=12.0, share=0.25)
         self._late_sweep_interval = late_sweep_interval
         self._monotonic = monotonic
         self._last_sweep_at: float | None = None  # None: no sweep since start, one is due
-        self._last_sweep_pages = 1
         self._future_ids: dict[str, None] = {}  # alerts from the future, logged once each
 
     @property
@@ -303,43 +302,85 @@ class Poller:
         return total
 
     def sweep_due(self) -> bool:
-        """Whether the late sweep should run now: at start, then when its budget allows, and at
-        least every `late_sweep_interval`."""
+        """Whether the late sweep should run now: at start, whenever its budget grants a
+        request, and at least every `late_sweep_interval` (one page, budget or not)."""
         if self._overlap <= 0:
             return False
         if self._last_sweep_at is None:
             return True
         if self._monotonic() - self._last_sweep_at >= self._late_sweep_interval:
             return True
-        return self.sweep_budget.allows(self._last_sweep_pages)
+        return self.sweep_budget.allowance() >= 1
 
     def polled(self, pages: int) -> None:
-        """Count the list requests of a head poll (or any non-sweep loop) for the sweep's share."""
+        """Count the requests of a head poll (or another loop) against which the sweep's share
+        is measured."""
         self.sweep_budget.spent("poll", pages)
 
-    async def sweep_overlap(self) -> PollResult:
+    async def sweep_overlap(self, max_pages: int | None = None) -> PollResult:
         """Re-read the window behind each watermark for alerts that were indexed late: from
-        `overlap` before the point the previous sweep reached, to the current watermark."""
+        `overlap` before the point the previous sweep reached, up to the current watermark.
+
+        At most `max_pages` list requests (default: what the sweep budget grants, at least one).
+        A sweep that runs out of pages stores the point it reached, and the next one goes on
+        from there: at storm volume the sweep falls behind rather than past its share, and
+        catches up when the storm is over; no window is skipped.
+        """
         total = PollResult()
         if self._overlap <= 0:
             return total
+        if max_pages is None:
+            max_pages = max(1, self.sweep_budget.allowance())
         self._last_sweep_at = self._monotonic()
         try:
             for listing in self.listings:
+                left = max_pages - total.pages
+                if left <= 0:
+                    break
                 watermark = self._outbox.watermark(watermark_key(listing))
                 if watermark is None:
                     continue
                 swept = self._outbox.get_meta(swept_key(listing))
                 since = min(watermark, float(swept)) if swept is not None else watermark
-                await self.read_window(
-                    since - self._overlap - EPSILON, watermark + EPSILON,
-                    advance_watermark=False, listing=listing, result=total,
+                reached = await self._sweep_window(
+                    since - self._overlap - EPSILON, watermark + EPSILON, listing, total, left
                 )
-                self._outbox.set_meta(swept_key(listing), repr(watermark))
+                point = watermark if reached is None else min(reached, watermark)
+                if swept is None or point > float(swept):
+                    self._outbox.set_meta(swept_key(listing), repr(point))
         finally:
             self.sweep_budget.spent("sweep", total.pages)
-            self._last_sweep_pages = max(1, total.pages)
         return total
+
+    async def _sweep_window(
+        self, start: float, end: float, listing: str, result: PollResult, max_pages: int
+    ) -> float | None:
+        """Read [start, end) for a sweep, at most `max_pages` pages. Returns None when the window
+        was read to its end, else the newest `createdAt` read (where the next sweep goes on)."""
+        newest: float | None = None
+        pages = self._client.iter_alert_pages(
+            created_after=_dt(start),
+            created_before=_dt(end),
+            alert_type=listing,
+            **self.filters.query(listing),
+        )
+        read = 0
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                read += 1
+                result.pages += 1
+                page_newest = await self.ingest_page(
+                    page.results, result, advance_watermark=False, listing=listing
+                )
+                if page_newest is not None and (newest is None or page_newest > newest):
+                    newest = page_newest
+                if page.next and read >= max_pages:
+                    log.info(
+                        "sweep.budget_spent", listing=listing, pages=read,
+                        behind_seconds=round(end - (newest or start), 1),
+                    )
+                    return newest if newest is not None else start
+        return None
 
     async def backfill(self, since: float, until: float) -> PollResult:
         """Read [since, until) of every listing with concurrent pagers; watermarks stay put.
