@@ -20,8 +20,9 @@ after every poll, so a late alert is delivered within a couple of poll intervals
 volume within `panther.sweep_share` of Panther requests, and at least every
 `panther.late_sweep_interval`.
 
-The watermark never moves past now + `MAX_CLOCK_SKEW`: an alert stamped in the future (a broken
-clock, a hostile source) is delivered, logged once, and does not hide the alerts after it.
+The watermark never moves past now + `MAX_CLOCK_SKEW`: an alert stamped further in the future (a
+broken clock, a hostile source) is delivered and logged once, but does not move the watermark,
+so it hides none of the alerts after it (the head poll reads it again each time: one alert).
 
 A catch-up (after an outage, a storm) pages its window with concurrent pagers and pays per
 alert: the window starts as one slice per pager, and a pager that runs out of work takes the far
@@ -499,9 +500,11 @@ class Poller:
                     created = alert.created_at  # parsed by the model: not twice
             if created is not None:
                 ts = created.timestamp()
-                newest = ts if newest is None or ts > newest else newest
                 if ts > observed + MAX_CLOCK_SKEW:
+                    # Not a watermark: every alert after it would seem late, or be lost.
                     self._note_future(raw_id, ts, observed)
+                elif newest is None or ts > newest:
+                    newest = ts
         enrichment: Mapping[str, Enrichment] = {}
         if self._catalog is not None and valid:
             # A cache lookup + a bounded wait for the detections not cached yet.
