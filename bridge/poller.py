@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -45,7 +44,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import structlog
 from pydantic import ValidationError
 
@@ -54,8 +52,16 @@ from bridge.catalog import Catalog, Enrichment
 from bridge.errors import AuthError, BridgeError, retry_reason
 from bridge.filters import AlertFilter, listing_of
 from bridge.health import Health
+from bridge.intake import (
+    alert_key,
+    build_event,
+    count_intake,
+    malformed,
+    original_form,
+    tracked_form,
+)
 from bridge.metrics import Metrics
-from bridge.normalize import EVENT_ALERT, Invalid, MappingRules, normalize, validation_summary
+from bridge.normalize import EVENT_ALERT, MappingRules
 from bridge.outbox import NewEvent, Outbox, Rejected, TrackedAlert
 from bridge.panther.client import PantherClient
 from bridge.panther.models import Alert
@@ -77,33 +83,6 @@ PAGES_PER_COMMIT = 8
 # The head poll switches to concurrent slices when a full page's newest alert is further behind
 # now than this: well past what one poll interval accumulates, so steady polling never slices.
 CATCHUP_LAG = 120.0
-
-
-def alert_key(alert_id: str) -> str:
-    """Dedup key of the event that forwards a new alert: one per Panther alert, ever."""
-    return f"{alert_id}:alert"
-
-
-def count_intake(
-    metrics: Metrics,
-    fresh: Sequence[NewEvent],
-    rejected: Sequence[Rejected],
-    *,
-    rejected_event: str,
-) -> None:
-    """Count what one intake transaction recorded, by event kind, and log what it rejected.
-
-    A rejected event was received too (it went straight to dead letters), so that
-    received = sent + pending + dead-lettered holds for operators reading the metrics.
-    """
-    received: dict[str, int] = {}
-    for item in (*fresh, *rejected):
-        received[item.kind] = received.get(item.kind, 0) + 1
-    for kind, n in received.items():
-        metrics.events_received.labels(kind=kind).inc(n)
-    for rej in rejected:
-        metrics.events_dead_lettered.labels(reason=rej.reason).inc()
-        log.warning(rejected_event, alert_id=rej.alert_id, reason=rej.reason, detail=rej.detail)
 
 
 def watermark_key(listing: str) -> str:
@@ -493,7 +472,7 @@ class Poller:
                 try:
                     alert = Alert.model_validate(raw)
                 except ValidationError as exc:
-                    rejected.append(_malformed(raw, exc, observed))
+                    rejected.append(malformed(raw, exc, observed))
                     created = parse_timestamp(raw.get("createdAt"))
                 else:
                     valid.append((raw, alert))
@@ -616,42 +595,28 @@ class Poller:
         route = self._router.route(alert, detection) if self._router is not None else None
         if route is not None and route.app_key is None:
             return Dropped(alert.id, route.name, route.drop_reason or "route")
-        outcome = normalize(
+        app_key = route.app_key if route is not None else self._app_key_for(alert)
+        created = alert.created_at.timestamp() if alert.created_at else observed
+        event = build_event(
             alert,
             kind=EVENT_ALERT,
-            observed_at=int(observed),
+            key_for=lambda _status: alert_key(alert.id),
+            observed=observed,
+            event_time=created,
+            rules=route.rules if route is not None else self._rules,
+            app_key=app_key or "",
+            original=lambda: original_form(raw),
             detection=detection,
             queries=queries,
-            rules=route.rules if route is not None else self._rules,
         )
-        if isinstance(outcome, Invalid):
-            return Rejected(
-                dedup_key=alert_key(alert.id),
-                alert_id=alert.id,
-                kind=EVENT_ALERT,
-                reason=outcome.reason,
-                detail=outcome.detail,
-                original=_original(raw),
-                event_time=observed,
-            )
-        app_key = route.app_key if route is not None else self._app_key_for(alert)
-        app_key = app_key or ""
-        created = alert.created_at.timestamp() if alert.created_at else observed
-        event = NewEvent(
-            dedup_key=alert_key(alert.id),
-            alert_id=alert.id,
-            kind=EVENT_ALERT,
-            bp_status=outcome["status"],
-            app_key=app_key,
-            payload=orjson.dumps(outcome),
-            event_time=created,
-        )
+        if event.__class__ is Rejected:
+            return event  # type: ignore[return-value]
         # Terminal alerts are followed too: RESOLVED -> OPEN (a reopen) must reach BigPanda, and
         # the status sync finds it at no extra request (see bridge.status_sync).
         tracked = None
         if created >= observed - self._track_for:
-            tracked = TrackedAlert(alert.id, created, alert.status.upper(), 0, _tracked_form(raw))
-        return event, tracked
+            tracked = TrackedAlert(alert.id, created, alert.status.upper(), 0, tracked_form(raw))
+        return event, tracked  # type: ignore[return-value]
 
 
 # -- failures of the Panther loops ----------------------------------------------------------------
@@ -711,37 +676,6 @@ class FailureBurst:
         if self._retry_after is not None:
             delay = max(delay, min(self._retry_after, self._policy.max_retry_after))
         return min(delay, max(self._policy.max_backoff, interval))
-
-
-def _original(raw: Mapping[str, Any]) -> bytes:
-    """The alert as Panther sent it, keys sorted: kept for dead letters."""
-    return orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
-
-
-# What the status sync reads back from a tracked alert as first forwarded: its listing (`type`),
-# its route (`severity`, `status`, `type`, `detection`) and its last `eventCount`. Only these are
-# stored (sorted), not the whole alert: ~220 bytes instead of ~720 for a simulator alert.
-_TRACKED_FIELDS = ("createdAt", "detection", "eventCount", "id", "severity", "status", "type")
-
-
-def _tracked_form(raw: Mapping[str, Any]) -> bytes:
-    """The fields of a forwarded alert the status sync needs, as JSON with sorted keys."""
-    return orjson.dumps({k: raw[k] for k in _TRACKED_FIELDS if k in raw})
-
-
-def _malformed(raw: Mapping[str, Any], exc: ValidationError, observed: float) -> Rejected:
-    """A listed object that is no Panther alert: dead-lettered once, under its id or its hash."""
-    original = _original(raw)
-    alert_id = raw.get("id") if isinstance(raw.get("id"), str) and raw.get("id") else None
-    return Rejected(
-        dedup_key=alert_key(alert_id or "sha1-" + hashlib.sha1(original).hexdigest()),
-        alert_id=alert_id or "",
-        kind=EVENT_ALERT,
-        reason="malformed_alert",
-        detail=validation_summary(exc),
-        original=original,
-        event_time=observed,
-    )
 
 
 @dataclass(slots=True)
