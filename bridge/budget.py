@@ -88,6 +88,7 @@ class SweepBudget:
         self._clock = clock
         self._window = window
         self._log: deque[tuple[float, bool, int]] = deque()  # (when, sweep?, requests)
+        self._started = clock()
         self.sweep_requests = 0  # since start, for the bench and tests
         self.other_requests = 0
 
@@ -112,7 +113,10 @@ class SweepBudget:
     def allowance(self) -> int:
         """The list requests a sweep may make now (0: none)."""
         sweep, other = self._recent()
-        floor = self.per_minute * self._window / 60.0
+        # The per-minute allowance accrues from start (a minute's worth at once): a process
+        # started a minute ago has not earned five minutes of sweeping.
+        span = min(self._window, max(60.0, self._clock() - self._started))
+        floor = self.per_minute * span / 60.0
         if self.share >= 1.0:
             return 1 << 30
         by_share = self.share / (1.0 - self.share) * other

@@ -79,5 +79,8 @@ class TestSweepBudget:
         assert share <= 0.25 + 0.01, share
 
     def test_nothing_spent_grants_the_floor(self) -> None:
-        budget = SweepBudget(per_minute=12, share=0.25, clock=FakeTime().clock)
+        t = FakeTime()
+        budget = SweepBudget(per_minute=12, share=0.25, clock=t.clock)
+        assert budget.allowance() == 12  # a minute's worth at start
+        t.now += 600
         assert budget.allowance() == 60  # 12 a minute over the 5-minute window

@@ -330,7 +330,8 @@ class TestSteadyState:
                 # This is storm volume: a sweep within its budget stops early and the next goes
                 # on from there; given the pages, one sweep reads the whole uncovered window.
                 partial = await bridge.sweep_cycle()
-                assert partial.pages == bridge.settings.panther.sweep_requests_per_minute * 5
+                assert late["id"] not in partial.new_alert_ids
+                assert partial.pages < (6000 + 450) / 50  # stopped within its budget
                 swept = await bridge.poller.sweep_overlap(max_pages=10_000)
                 assert swept.new_alert_ids == [late["id"]]
                 assert swept.pages >= 60  # the sweep, not the head poll, pays for the overlap
