@@ -95,6 +95,11 @@ def swept_key(listing: str) -> str:
     return f"swept:{listing}"
 
 
+def sweeping_key(listing: str) -> str:
+    """The meta key of a sweep run out of pages: `<createdAt read up to>,<its watermark>`."""
+    return f"sweeping:{listing}"
+
+
 @dataclass(slots=True)
 class _PageWork:
     """A page normalized and waiting to be stored."""
@@ -317,20 +322,39 @@ class Poller:
                 left = max_pages - total.pages
                 if left <= 0:
                     break
-                watermark = self._outbox.watermark(watermark_key(listing))
-                if watermark is None:
-                    continue
-                swept = self._outbox.get_meta(swept_key(listing))
-                since = min(watermark, float(swept)) if swept is not None else watermark
-                reached = await self._sweep_window(
-                    since - self._overlap - EPSILON, watermark + EPSILON, listing, total, left
-                )
-                point = watermark if reached is None else min(reached, watermark)
-                if swept is None or point > float(swept):
-                    self._outbox.set_meta(swept_key(listing), repr(point))
+                await self._sweep_listing(listing, total, left)
         finally:
             self.sweep_budget.spent("sweep", total.pages)
         return total
+
+    async def _sweep_listing(self, listing: str, total: PollResult, max_pages: int) -> None:
+        """One sweep run of a listing, resumed where an earlier run ran out of pages.
+
+        A sweep that began when the watermark was at M covers from `overlap` before the previous
+        sweep's point; once it is complete its point is M, not where the watermark stands at
+        the end: an alert listed while the sweep ran, behind what it had read already, is at
+        most `overlap` behind a watermark of at least M, so the next sweep's window holds it.
+        """
+        watermark = self._outbox.watermark(watermark_key(listing))
+        if watermark is None:
+            return
+        progress = self._outbox.get_meta(sweeping_key(listing))
+        if progress:
+            resume, began = (float(x) for x in progress.split(","))
+            since = resume - EPSILON
+        else:
+            swept = self._outbox.get_meta(swept_key(listing))
+            point = min(watermark, float(swept)) if swept is not None else watermark
+            since, began = point - self._overlap - EPSILON, watermark
+        reached = await self._sweep_window(
+            since, watermark + EPSILON, listing, total, max_pages
+        )
+        if reached is None:  # complete
+            self._outbox.set_meta(swept_key(listing), repr(began))
+            if progress:
+                self._outbox.set_meta(sweeping_key(listing), "")
+        else:
+            self._outbox.set_meta(sweeping_key(listing), f"{max(reached, since)!r},{began!r}")
 
     async def _sweep_window(
         self, start: float, end: float, listing: str, result: PollResult, max_pages: int
