@@ -113,3 +113,25 @@ class TestCatchUpCost:
             delivered = rig.delivered()
             assert set(delivered) == {f"panther-{a['id']}" for a in alerts}
             assert max(delivered.values()) == 1
+
+
+class TestSweepOutOfBudget:
+    """A sweep out of pages resumes where it stopped, so small runs make progress and together
+    read the whole window: a late alert deep inside it is found."""
+
+    async def test_one_page_runs_cover_the_window(self, tmp_path: Path) -> None:
+        async with make_rig(tmp_path) as rig:
+            start = datetime.fromtimestamp(time.time() - 300, tz=UTC)
+            rig.panther.generate(500, start=start, spacing=0.5)
+            settings = rig.settings(panther={"overlap": "10m"}, catalog={"enabled": False})
+            async with Bridge(settings) as bridge:
+                await bridge.poll_cycle()
+                late = rig.panther.add_alert(createdAt=start.timestamp() + 200)
+                found: list[str] = []
+                for _ in range(20):
+                    swept = await bridge.poller.sweep_overlap(max_pages=1)
+                    assert swept.pages == 1
+                    found += swept.new_alert_ids
+                    if found:
+                        break
+                assert found == [late["id"]]
