@@ -286,16 +286,23 @@ class Poller:
         )
         return total
 
-    def sweep_due(self) -> bool:
+    def sweep_due(self, *, busy: bool = False) -> bool:
         """Whether the late sweep should run now: at start, whenever its budget grants a
-        request, and at least every `late_sweep_interval` (one page, budget or not)."""
+        request, and at least every `late_sweep_interval` (one page, budget or not).
+
+        `busy` (a delivery backlog, as right after a catch-up): only the interval counts. A late
+        alert found now would queue behind the backlog anyway, and re-reading pages costs the
+        CPU the dispatcher needs to drain it.
+        """
         if self._overlap <= 0:
             return False
-        if self._last_sweep_at is None:
+        if self._last_sweep_at is not None and (
+            self._monotonic() - self._last_sweep_at >= self._late_sweep_interval
+        ):
             return True
-        if self._monotonic() - self._last_sweep_at >= self._late_sweep_interval:
-            return True
-        return self.sweep_budget.allowance() >= 1
+        if busy:
+            return False
+        return self._last_sweep_at is None or self.sweep_budget.allowance() >= 1
 
     def polled(self, pages: int) -> None:
         """Count the requests of a head poll (or another loop) against which the sweep's share

@@ -43,6 +43,8 @@ log = structlog.get_logger("bridge.service")
 GAUGE_INTERVAL = 5.0
 # How often the WAL is checkpointed from a worker thread (see Outbox.checkpoint).
 CHECKPOINT_INTERVAL = 1.0
+# Queued events, in batches, above which the late sweep waits for its interval (sweep_due).
+SWEEP_BACKLOG_BATCHES = 10
 
 
 class Bridge:
@@ -351,13 +353,18 @@ class Bridge:
             if (
                 not stopping.is_set()
                 and self.clock() >= sweep_retry_at
-                and self.poller.sweep_due()
+                and self.poller.sweep_due(busy=self._delivery_backlog())
             ):
                 await self._unless_stopping(self.sweep_cycle(), stopping)
                 if self.sweep_faults.failures:
                     sweep_retry_at = self.clock() + self.sweep_faults.delay(0.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), self.poll_delay())
+
+    def _delivery_backlog(self) -> bool:
+        """More events queued than a few rounds of batches: the sweep waits (see sweep_due)."""
+        bp = self.settings.bigpanda
+        return self.outbox.backlog()["pending"] > SWEEP_BACKLOG_BATCHES * bp.batch_size
 
     async def _sync_loop(self, stopping: asyncio.Event) -> None:
         interval = self.settings.panther.status_sync_interval
