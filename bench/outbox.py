@@ -24,11 +24,12 @@ from typing import Any
 
 import orjson
 
+from bridge.intake import alert_key
+from bridge.intake import tracked_form as _tracked_form
 from bridge.mapping import MappingRules
 from bridge.normalize import EVENT_ALERT, normalize
 from bridge.outbox import NewEvent, Outbox, TrackedAlert
 from bridge.panther.models import Alert
-from bridge.poller import _tracked_form, alert_key
 from bridge.sim.panther import PantherSimulator
 
 GROUP = 400  # alerts per intake transaction: 8 pages of 50

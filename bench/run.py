@@ -8,8 +8,10 @@ taken on the simulators' side (first Panther request -> last alert accepted by B
 same way for every client. Ratios are computed from figures of the same run only: the machine is
 shared and noisy, so figures from different runs do not compare.
 
-Scenarios (`--only`): catchup (bridge, naive, ceiling; also gives the catch-up RSS and CPU),
-steady, outage, normalizer, backfill (bench/backfill.py when present).
+Scenarios (`--only`): catchup (bridge, naive, ceiling; also gives the catch-up RSS and CPU and
+the bridge's list requests), steady (also the sweep's share of Panther requests), late (late-indexed
+alerts at normal volume: listable -> delivered latency; and the list requests of a small
+catch-up, 137 alerts over 30 minutes), outage, normalizer, backfill (bench/backfill.py).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from bench.sims import APP_KEY, BIGPANDA_TOKEN, PANTHER_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
-SCENARIOS = ("catchup", "steady", "outage", "normalizer", "backfill", "ha")
+SCENARIOS = ("catchup", "steady", "late", "outage", "normalizer", "backfill", "ha")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MB = 1024 * 1024
 
@@ -64,7 +66,7 @@ panther:
   api_token: {panther_token}
   poll_interval: {poll_interval}
   initial_lookback: {lookback}
-bigpanda:
+{panther_extra}bigpanda:
   api_url: {bigpanda}
   api_token: {bigpanda_token}
   app_key: {app_key}
@@ -93,6 +95,9 @@ class Options:
     naive_alerts: int = 500
     steady_seconds: float = 60.0
     steady_rate: float = 50.0
+    late_rate: float = 5.0  # normal volume: the overlap holds a few pages
+    late_fraction: float = 0.3
+    late_by: float = 3.0
     page_latency: float = 0.05
     bigpanda_latency: float = 0.02
     ceiling_slices: int = 1  # pagers of the extra (no target) ceiling run; 1: one sequential
@@ -194,9 +199,13 @@ class SimsHandle:
 
 
 @contextlib.asynccontextmanager
-async def simulators(procs: Processes, opts: Options, *, alerts: int = 0, outage: float = 0.0):
+async def simulators(
+    procs: Processes, opts: Options, *, alerts: int = 0, outage: float = 0.0,
+    spacing: float | None = None,
+):
     # Spread the waiting alerts over the last ~half hour (inside the bridge's initial lookback).
-    spacing = min(0.1, 1800 / max(alerts, 1))
+    if spacing is None:
+        spacing = min(0.1, 1800 / max(alerts, 1))
     proc = await procs.spawn(
         sys.executable, "-m", "bench.sims", "--alerts", str(alerts), "--spacing", str(spacing),
         "--page-latency", str(opts.page_latency),
@@ -270,6 +279,7 @@ async def bridge_process(
     *,
     max_backoff: str = "5m",
     wrapper: tuple[str, ...] = (),
+    panther_extra: str = "",
 ):
     port = free_port()
     config = workdir / f"{name}.yaml"
@@ -277,7 +287,7 @@ async def bridge_process(
         panther=sims.urls["panther"], panther_token=PANTHER_TOKEN,
         bigpanda=sims.urls["bigpanda"], bigpanda_token=BIGPANDA_TOKEN, app_key=APP_KEY,
         state=workdir / f"{name}.db", port=port, poll_interval=f"{POLL_INTERVAL:g}s",
-        lookback="2h", max_backoff=max_backoff,
+        lookback="2h", max_backoff=max_backoff, panther_extra=panther_extra,
     ))
     log_path = workdir / f"{name}.log"
     argv = [*wrapper, sys.executable, "-m", "bridge", "run", "--config", str(config)]
@@ -367,6 +377,7 @@ async def catchup_bridge(procs: Processes, opts: Options, workdir: Path) -> dict
         "duplicates": stats["duplicates"],
         "bigpanda_requests": stats["bigpanda_requests"],
         "panther_requests": stats["panther_requests"],
+        "list_requests": stats["panther_list_requests"],
         "sims_cpu_share": (stats["cpu_seconds"] - sim_cpu_before) / max(seconds, 1e-9),
     }
 
@@ -478,6 +489,7 @@ async def scenario_steady(procs: Processes, opts: Options, workdir: Path) -> dic
         cpu = cpu_seconds(run.pid) - cpu_start
         latency = await sims.get("/latency")
         mem = run.sample()
+        stats = await sims.stats()
     return {
         "alerts": total,
         "rate": opts.steady_rate,
@@ -488,6 +500,63 @@ async def scenario_steady(procs: Processes, opts: Options, workdir: Path) -> dic
         "max_seconds": latency["max"],
         "bridge_cpu_share": cpu / opts.steady_seconds,
         "bridge_peak_rss_mb": mem["VmHWM"],
+        "sweep_requests": stats["panther_sweep_requests"],
+        "panther_requests": stats["panther_requests"],
+        "sweep_request_share": stats["panther_sweep_requests"] / max(1, stats["panther_requests"]),
+    }
+
+
+# The default timing (poll 30s, overlap 2m, sweep 12 requests a minute) 30 times faster, so that
+# a minute shows what half an hour would: the same pages per sweep and per poll, the same ratios.
+LATE_TIMING = """\
+  overlap: 4s
+  sweep_requests_per_minute: 360
+"""
+
+
+async def scenario_late(procs: Processes, opts: Options, workdir: Path) -> dict[str, Any]:
+    """Late-indexed alerts at normal volume (listable -> delivered), and what a small catch-up
+    (137 alerts over 30 minutes) costs in list requests."""
+    seconds = opts.steady_seconds
+    total = int(opts.late_rate * seconds)
+    say(f"late: {opts.late_rate:g} alerts/s for {seconds:g}s, "
+        f"{opts.late_fraction:g} of them listable {opts.late_by:g}s late")
+    async with (
+        simulators(procs, opts) as sims,
+        bridge_process(procs, sims, workdir, "late", panther_extra=LATE_TIMING) as run,
+    ):
+        await await_first_request(run, sims)
+        await sims.post("/produce", rate=opts.late_rate, duration=seconds,
+                        late_fraction=opts.late_fraction, late_by=opts.late_by)
+
+        async def delivered() -> bool:
+            stats = await sims.stats()
+            return stats["produced"] >= total and stats["accepted_alerts"] >= total
+
+        await wait_until("late delivery", delivered, seconds + 60, every=0.25, alive=run.proc)
+        late = await sims.get("/latency?late=1")
+    small = 137
+    say(f"late: catch-up of {small} alerts over 30 minutes")
+    async with (
+        simulators(procs, opts, alerts=small, spacing=1800 / small) as sims,
+        bridge_process(procs, sims, workdir, "catchup-small") as run,
+    ):
+        async def caught_up() -> dict[str, Any] | None:
+            stats = await sims.stats()
+            return stats if stats["accepted_alerts"] >= small else None
+
+        stats = await wait_until("small catch-up", caught_up, 60, every=0.1, alive=run.proc)
+    return {
+        "alerts": total,
+        "late_alerts": late["count"],
+        "late_by": opts.late_by,
+        "poll_interval": POLL_INTERVAL,
+        "p50_seconds": late["p50"],
+        "p99_seconds": late["p99"],
+        "max_seconds": late["max"],
+        "bound_seconds": 2 * POLL_INTERVAL + 1,
+        # The first poll's listing (and the sweep right after) count too: what a start costs.
+        "catchup_137_list_requests": stats["panther_list_requests"],
     }
 
 
@@ -674,6 +743,15 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         row("steady: p50 latency (s)", "steady.p50_seconds", "{:.2f}"),
         row("steady: p99 latency (s)", "steady.p99_seconds", "{:.2f}"),
         row("steady: max latency (s)", "steady.max_seconds", "{:.2f}"),
+        row("steady: sweep share of Panther requests (at most panther.sweep_share)",
+            "steady.sweep_request_share", "{:.0%}"),
+        row("late alerts: p99 listable -> delivered (s; bound 2 x poll + 1)",
+            "late.p99_seconds", "{:.2f}"),
+        row("late alerts: max listable -> delivered (s)", "late.max_seconds", "{:.2f}"),
+        row("list requests, catch-up of 137 alerts / 30 min (bound 21)",
+            "late.catchup_137_list_requests", "{:,.0f}"),
+        row("list requests, catch-up of the catch-up scenario's alerts",
+            "catchup.bridge.list_requests", "{:,.0f}"),
         row("peak RSS, catch-up (MB)", "catchup.bridge_peak_rss_mb", "{:.1f}"),
         row("peak RSS, outage queue (MB)", "outage.bridge_peak_rss_mb", "{:.1f}"),
         row("outage: intake while BigPanda is down (alerts/s)",
@@ -731,6 +809,8 @@ async def run_all(opts: Options) -> dict[str, Any]:
                 results["catchup"] = await scenario_catchup(procs, opts, workdir)
             if "steady" in opts.only:
                 results["steady"] = await scenario_steady(procs, opts, workdir)
+            if "late" in opts.only:
+                results["late"] = await scenario_late(procs, opts, workdir)
             if "outage" in opts.only:
                 results["outage"] = await scenario_outage(procs, opts, workdir)
             if "normalizer" in opts.only:

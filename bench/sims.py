@@ -53,6 +53,9 @@ class Sims:
         if alerts:
             for alert in self.panther.generate(alerts, spacing=spacing):
                 self._remember(alert)
+        # Late-indexed alerts: id -> the instant they became listable (latency is measured
+        # from there: before it no client could have read them).
+        self.listable: dict[str, float] = {}
         self.producing: asyncio.Task[None] | None = None
         self.produced = 0
         self._accepted_ids: set[str] = set()
@@ -62,13 +65,17 @@ class Sims:
         moment = parse_timestamp(alert["createdAt"])
         self.created[alert["id"]] = moment.timestamp() if moment else time.time()
 
-    async def produce(self, rate: float, duration: float) -> None:
+    async def produce(
+        self, rate: float, duration: float, late_fraction: float = 0.0, late_by: float = 0.0
+    ) -> None:
         """`rate` new alerts per second for `duration` s, `createdAt` = the exact insertion time.
 
         The simulator's own `produce` draws `createdAt` styles that truncate to the second, which
         would add up to 1 s of phantom latency to ~3% of alerts; an exact instant keeps the
         latency figure honest. Paced against the start, so a busy loop catches up, not drifts.
+        Every 1/late_fraction-th alert is listable only `late_by` s after its createdAt.
         """
+        every = round(1 / late_fraction) if late_fraction > 0 else 0
         loop = asyncio.get_running_loop()
         start = loop.time()
         total = math.ceil(rate * duration - 1e-9)
@@ -76,8 +83,12 @@ class Sims:
             elapsed = loop.time() - start
             due = min(total, math.floor(elapsed * rate) + 1)
             while self.produced < due:
-                alert = self.panther.add_alert(createdAt=datetime.now(UTC))
+                created = datetime.now(UTC)
+                late = every and self.produced % every == every - 1
+                alert = self.panther.add_alert(createdAt=created, late_by=late_by if late else None)
                 self._remember(alert)
+                if late:
+                    self.listable[alert["id"]] = created.timestamp() + late_by
                 self.produced += 1
             await asyncio.sleep(max(0.0, start + self.produced / rate - loop.time()))
 
@@ -114,6 +125,13 @@ class Sims:
             "accepted_alerts": self.accepted_alerts(),
             "duplicates": self.bigpanda.duplicates,
             "panther_requests": len(panther_requests),
+            "panther_list_requests": sum(1 for r in panther_requests if r.path == "/alerts"),
+            # Windowed listings of the overlap (created-before, no status filter): the sweep's.
+            "panther_sweep_requests": sum(
+                1 for r in panther_requests
+                if r.path == "/alerts" and any(k == "created-before" for k, _ in r.query)
+                and not any(k == "status" for k, _ in r.query)
+            ),
             "bigpanda_requests": len(bp_requests),
             "bigpanda_errors": sum(1 for r in bp_requests if r.status >= 400),
             # Wall-clock instants (time.time()) of the first Panther request and the last accept:
@@ -131,12 +149,14 @@ class Sims:
         return self.panther.requests[0].at + (time.time() - time.monotonic())
 
     async def _latency(self, request: web.Request) -> web.Response:
-        """Creation -> accepted by BigPanda, in seconds, over every alert delivered once."""
+        """Creation -> accepted by BigPanda, in seconds, over every alert delivered once; with
+        `?late=1`, listable -> accepted over the late-indexed alerts only."""
+        late = request.query.get("late") == "1"
         seen: set[str] = set()
         values = []
         for accepted in self.bigpanda.accepted:
             alert_id = accepted.alert.get("panther_alert_id")
-            created = self.created.get(alert_id)
+            created = (self.listable if late else self.created).get(alert_id)
             if created is None or alert_id in seen:
                 continue
             seen.add(alert_id)
@@ -153,7 +173,11 @@ class Sims:
     async def _produce(self, request: web.Request) -> web.Response:
         rate = float(request.query["rate"])
         duration = float(request.query["duration"])
-        self.producing = asyncio.create_task(self.produce(rate, duration))
+        late_fraction = float(request.query.get("late_fraction", 0))
+        late_by = float(request.query.get("late_by", 0))
+        self.producing = asyncio.create_task(
+            self.produce(rate, duration, late_fraction, late_by)
+        )
         return web.json_response({"started": True})
 
     async def _outage(self, request: web.Request) -> web.Response:

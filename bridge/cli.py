@@ -112,6 +112,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--alerts", type=int, default=0, help="panther: alerts to pre-generate")
     p.add_argument("--rate", type=float, default=0.0, help="panther: new alerts per second")
     p.add_argument("--latency", type=float, default=0.0, help="seconds added to each response")
+    p.add_argument("--late-fraction", type=float, default=0.0,
+                   help="panther: fraction of new alerts listable only --late-by seconds late")
+    p.add_argument("--late-by", type=float, default=5.0,
+                   help="panther: seconds between a late alert's createdAt and its listing")
     p.add_argument(
         "--faults",
         default="",
@@ -374,6 +378,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
                 faults=args.faults,
                 refuse=tuple(args.refuse),
                 date_offset=args.date_offset,
+                late_fraction=args.late_fraction,
+                late_by=args.late_by,
             )
         else:
             from bridge.sim.bigpanda import serve

@@ -341,7 +341,26 @@ class PantherSettings(_Section):
         None, description="PEM file of CAs to trust for Panther (private CA); null: system CAs"
     )
     late_sweep_interval: DurationIn(0, DAY) = Field(
-        5 * MINUTE, description="how often to re-read the overlap window for late-indexed alerts"
+        5 * MINUTE,
+        description="longest gap between late sweeps of the overlap (they run after polls "
+        "whenever their budget allows)",
+    )
+    sweep_requests_per_minute: float = Field(
+        12.0, ge=0, le=6000,
+        description="Panther requests a minute the late sweep may always spend",
+    )
+    sweep_share: float = Field(
+        0.25, ge=0, le=1,
+        description="beyond sweep_requests_per_minute, the largest share of Panther requests "
+        "sweeping may take",
+    )
+    max_requests_per_second: float = Field(
+        25.0, ge=0, le=1000,
+        description="average Panther requests a second, all loops together; 0: no limit",
+    )
+    request_burst: int = Field(
+        500, ge=1, le=100_000,
+        description="Panther requests allowed at once above the average (a catch-up's pages)",
     )
     backfill_concurrency: int = Field(
         8, ge=1, le=32, description="time slices a backfill pages concurrently"

@@ -8,12 +8,26 @@ are absorbed by the dedup keys. The head poll starts a microsecond *before* the 
 sharing the watermark's instant (ties, possibly split across a page boundary) are read again and
 deduplicated, whether Panther's `created-after` is inclusive or not.
 
-Alerts can be indexed late, with a `createdAt` behind the watermark. Re-reading an overlap on every
-poll would make every poll cost the whole overlap (at 50 alerts/s, 2 minutes is 120 pages), so the
-overlap is swept on its own slower cadence (`panther.late_sweep_interval`) instead. A sweep reads
-from `overlap` before the *previous* sweep's watermark up to the current one: an alert at most
-`overlap` late is indexed before the first sweep after it, and that sweep's window covers it
-whatever the sweep interval. The previous sweep's point is stored, so a restart keeps the promise.
+Alerts are indexed late, routinely: their `createdAt` falls behind the watermark (PANTHER.md). The
+late sweep re-reads from `overlap` before the point the *previous* sweep reached up to the current
+watermark: an alert at most `overlap` late is listable before the first sweep after it, and that
+sweep's window covers it however long the gap between sweeps. Coverage is contiguous from the
+first poll on: a fresh state's sweep point is where its first poll starts, and the point is
+stored in the outbox meta, so restarts (crash loops, `bridge once` from cron) keep it. The sweep
+runs after a head poll whenever it is due (`sweep_due`): at start, then as often as its budget
+allows (`bridge.budget.SweepBudget`): at normal volume, where the overlap holds a few pages,
+after every poll, so a late alert is delivered within a couple of poll intervals; at storm
+volume within `panther.sweep_share` of Panther requests, and at least every
+`panther.late_sweep_interval`.
+
+The watermark never moves past now + `MAX_CLOCK_SKEW`: an alert stamped further in the future (a
+broken clock, a hostile source) is delivered and logged once, but does not move the watermark,
+so it hides none of the alerts after it (the head poll reads it again each time: one alert).
+
+A catch-up (after an outage, a storm) pages its window with concurrent pagers and pays per
+alert: the window starts as one slice per pager, and a pager that runs out of work takes the far
+half of the busiest slice still being read (at most `pagers // 2` times), so a window costs about
+ceil(alerts / 50) + 2 x pagers requests, not a fixed number of slices.
 
 A listing may change between pages (alerts inserted, statuses changing): the watermark only moves
 to what a recorded page held, inserts behind it are the sweep's, and repeats are deduplicated.
@@ -23,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,15 +44,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import structlog
 from pydantic import ValidationError
 
+from bridge.budget import SweepBudget
 from bridge.catalog import Catalog, Enrichment
 from bridge.errors import BridgeError
 from bridge.filters import AlertFilter, listing_of
+from bridge.intake import (
+    alert_key,
+    build_event,
+    count_intake,
+    malformed,
+    original_form,
+    tracked_form,
+)
 from bridge.metrics import Metrics
-from bridge.normalize import EVENT_ALERT, Invalid, MappingRules, normalize, validation_summary
+from bridge.normalize import EVENT_ALERT, MappingRules
 from bridge.outbox import NewEvent, Outbox, Rejected, TrackedAlert
 from bridge.panther.client import PantherClient
 from bridge.panther.models import Alert
@@ -52,41 +73,14 @@ TERMINAL_STATUSES = frozenset({"RESOLVED", "CLOSED"})
 # Query bounds are sent with microseconds; one microsecond below a bound makes it inclusive
 # whatever Panther's own convention, and covers the nanoseconds the float watermark cannot hold.
 EPSILON = 1e-6
-# A backfill cuts its window into this many slices per concurrent pager, so that one busy slice
-# (an alert storm) does not leave the other pagers idle.
-SLICES_PER_PAGER = 4
+# How far ahead of the bridge's clock the watermark may go: clocks disagree a little, never by
+# years (one alert stamped 2099 must not hide every later one).
+MAX_CLOCK_SKEW = 60.0
 # Pages of a slice stored per transaction (catch-up, backfill): see `read_window`.
 PAGES_PER_COMMIT = 8
 # The head poll switches to concurrent slices when a full page's newest alert is further behind
 # now than this: well past what one poll interval accumulates, so steady polling never slices.
 CATCHUP_LAG = 120.0
-
-
-def alert_key(alert_id: str) -> str:
-    """Dedup key of the event that forwards a new alert: one per Panther alert, ever."""
-    return f"{alert_id}:alert"
-
-
-def count_intake(
-    metrics: Metrics,
-    fresh: Sequence[NewEvent],
-    rejected: Sequence[Rejected],
-    *,
-    rejected_event: str,
-) -> None:
-    """Count what one intake transaction recorded, by event kind, and log what it rejected.
-
-    A rejected event was received too (it went straight to dead letters), so that
-    received = sent + pending + dead-lettered holds for operators reading the metrics.
-    """
-    received: dict[str, int] = {}
-    for item in (*fresh, *rejected):
-        received[item.kind] = received.get(item.kind, 0) + 1
-    for kind, n in received.items():
-        metrics.events_received.labels(kind=kind).inc(n)
-    for rej in rejected:
-        metrics.events_dead_lettered.labels(reason=rej.reason).inc()
-        log.warning(rejected_event, alert_id=rej.alert_id, reason=rej.reason, detail=rej.detail)
 
 
 def watermark_key(listing: str) -> str:
@@ -97,6 +91,11 @@ def watermark_key(listing: str) -> str:
 def swept_key(listing: str) -> str:
     """The meta key holding the watermark the last late sweep of a listing reached."""
     return f"swept:{listing}"
+
+
+def sweeping_key(listing: str) -> str:
+    """The meta key of a sweep run out of pages: `<createdAt read up to>,<its watermark>`."""
+    return f"sweeping:{listing}"
 
 
 @dataclass(slots=True)
@@ -154,6 +153,9 @@ class Poller:
         catchup_concurrency: int | None = None,
         catchup_lag: float = CATCHUP_LAG,
         on_recorded: Callable[[], None] | None = None,
+        sweep_budget: SweepBudget | None = None,
+        late_sweep_interval: float = 300.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._outbox = outbox
@@ -177,6 +179,11 @@ class Poller:
         self._dropped_ids: dict[str, None] = {}  # counted once each, though re-read in overlaps
         # Told when new events are stored, so the dispatcher wakes during a long catch-up too.
         self._on_recorded = on_recorded
+        self.sweep_budget = sweep_budget or SweepBudget(per_minute=12.0, share=0.25)
+        self._late_sweep_interval = late_sweep_interval
+        self._monotonic = monotonic
+        self._last_sweep_at: float | None = None  # None: no sweep since start, one is due
+        self._future_ids: dict[str, None] = {}  # alerts from the future, logged once each
 
     @property
     def listings(self) -> tuple[str, ...]:
@@ -214,6 +221,10 @@ class Poller:
     async def _poll_listing(self, listing: str) -> PollResult:
         total = PollResult()
         may_catch_up = self._catchup_pagers > 1
+        if self._outbox.get_meta(swept_key(listing)) is None:
+            # A fresh state: sweep coverage starts where the first poll does, so an alert
+            # indexed late during the first polls is inside the first sweep's window.
+            self._outbox.set_meta(swept_key(listing), repr(self.start_point(listing)))
         while True:
             start = self.start_point(listing) - EPSILON
             behind: float | None = None
@@ -246,7 +257,7 @@ class Poller:
     async def catch_up(
         self, since: float, until: float, listing: str, total: PollResult | None = None
     ) -> PollResult:
-        """Page [since, until) of a listing in concurrent slices, advancing its watermark.
+        """Page [since, until) of a listing with concurrent pagers, advancing its watermark.
 
         Slices finish in any order; the watermark only ever moves to the newest alert of the
         *contiguous prefix* of finished slices, so it never passes a slice still being read (or
@@ -254,103 +265,141 @@ class Poller:
         slices already recorded is absorbed by the dedup keys.
         """
         total = PollResult() if total is None else total
-        bounds = _slice_bounds(since, until, self._catchup_pagers * SLICES_PER_PAGER)
-        count = len(bounds) - 1
-        finished = [False] * count
-        newest: list[float | None] = [None] * count
-        prefix = 0
         key = watermark_key(listing)
 
-        def slice_done(index: int, slice_newest: float | None) -> None:
-            nonlocal prefix
-            finished[index] = True
-            newest[index] = slice_newest
-            mark: float | None = None
-            while prefix < count and finished[prefix]:
-                if newest[prefix] is not None:
-                    mark = newest[prefix]  # slices are in time order: the last one is the max
-                prefix += 1
-            if mark is not None:
-                self._outbox.record([], watermark=mark, watermark_key=key)
-                total.watermark = max(total.watermark or mark, mark)
-                if listing == "ALERT":
-                    current = self._outbox.watermark()
-                    if current is not None:
-                        self._metrics.watermark.set(current)
+        def prefix_done(mark: float) -> None:
+            self._outbox.record([], watermark=self._capped(mark), watermark_key=key)
+            total.watermark = max(total.watermark or mark, mark)
+            if listing == "ALERT":
+                current = self._outbox.watermark()
+                if current is not None:
+                    self._metrics.watermark.set(current)
 
         log.info(
             "poll.catching_up", listing=listing, behind_seconds=round(until - since, 1),
-            slices=count, pagers=self._catchup_pagers,
+            pagers=self._catchup_pagers,
         )
-        await self._read_slices(bounds, listing, self._catchup_pagers, total, slice_done)
+        await _SplitReader(self, listing, self._catchup_pagers, total, prefix_done).run(
+            since, until
+        )
         return total
 
-    async def sweep_overlap(self) -> PollResult:
-        """Re-read the window behind each watermark for alerts that were indexed late."""
+    def sweep_due(self, *, busy: bool = False) -> bool:
+        """Whether the late sweep should run now: at start, whenever its budget grants a
+        request, and at least every `late_sweep_interval` (one page, budget or not).
+
+        `busy` (a delivery backlog, as right after a catch-up): only the interval counts. A late
+        alert found now would queue behind the backlog anyway, and re-reading pages costs the
+        CPU the dispatcher needs to drain it.
+        """
+        if self._overlap <= 0:
+            return False
+        if self._last_sweep_at is not None and (
+            self._monotonic() - self._last_sweep_at >= self._late_sweep_interval
+        ):
+            return True
+        if busy:
+            return False
+        return self._last_sweep_at is None or self.sweep_budget.allowance() >= 1
+
+    def polled(self, pages: int) -> None:
+        """Count the requests of a head poll (or another loop) against which the sweep's share
+        is measured."""
+        self.sweep_budget.spent("poll", pages)
+
+    async def sweep_overlap(self, max_pages: int | None = None) -> PollResult:
+        """Re-read the window behind each watermark for alerts that were indexed late: from
+        `overlap` before the point the previous sweep reached, up to the current watermark.
+
+        At most `max_pages` list requests (default: what the sweep budget grants, at least one).
+        A sweep that runs out of pages stores the point it reached, and the next one goes on
+        from there: at storm volume the sweep falls behind rather than past its share, and
+        catches up when the storm is over; no window is skipped.
+        """
         total = PollResult()
         if self._overlap <= 0:
             return total
-        for listing in self.listings:
-            watermark = self._outbox.watermark(watermark_key(listing))
-            if watermark is None:
-                continue
-            swept = self._outbox.get_meta(swept_key(listing))
-            since = min(watermark, float(swept)) if swept is not None else watermark
-            await self.read_window(
-                since - self._overlap - EPSILON, watermark, advance_watermark=False,
-                listing=listing, result=total,
-            )
-            self._outbox.set_meta(swept_key(listing), repr(watermark))
+        if max_pages is None:
+            max_pages = max(1, self.sweep_budget.allowance())
+        self._last_sweep_at = self._monotonic()
+        try:
+            for listing in self.listings:
+                left = max_pages - total.pages
+                if left <= 0:
+                    break
+                await self._sweep_listing(listing, total, left)
+        finally:
+            self.sweep_budget.spent("sweep", total.pages)
         return total
 
+    async def _sweep_listing(self, listing: str, total: PollResult, max_pages: int) -> None:
+        """One sweep run of a listing, resumed where an earlier run ran out of pages.
+
+        A sweep that began when the watermark was at M covers from `overlap` before the previous
+        sweep's point; once it is complete its point is M, not where the watermark stands at
+        the end: an alert listed while the sweep ran, behind what it had read already, is at
+        most `overlap` behind a watermark of at least M, so the next sweep's window holds it.
+        """
+        watermark = self._outbox.watermark(watermark_key(listing))
+        if watermark is None:
+            return
+        progress = self._outbox.get_meta(sweeping_key(listing))
+        if progress:
+            resume, began = (float(x) for x in progress.split(","))
+            since = resume - EPSILON
+        else:
+            swept = self._outbox.get_meta(swept_key(listing))
+            point = min(watermark, float(swept)) if swept is not None else watermark
+            since, began = point - self._overlap - EPSILON, watermark
+        reached = await self._sweep_window(
+            since, watermark + EPSILON, listing, total, max_pages
+        )
+        if reached is None:  # complete
+            self._outbox.set_meta(swept_key(listing), repr(began))
+            if progress:
+                self._outbox.set_meta(sweeping_key(listing), "")
+        else:
+            self._outbox.set_meta(sweeping_key(listing), f"{max(reached, since)!r},{began!r}")
+
+    async def _sweep_window(
+        self, start: float, end: float, listing: str, result: PollResult, max_pages: int
+    ) -> float | None:
+        """Read [start, end) for a sweep, at most `max_pages` pages. Returns None when the window
+        was read to its end, else the newest `createdAt` read (where the next sweep goes on)."""
+        newest: float | None = None
+        pages = self._client.iter_alert_pages(
+            created_after=_dt(start),
+            created_before=_dt(end),
+            alert_type=listing,
+            **self.filters.query(listing),
+        )
+        read = 0
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                read += 1
+                result.pages += 1
+                page_newest = await self.ingest_page(
+                    page.results, result, advance_watermark=False, listing=listing
+                )
+                if page_newest is not None and (newest is None or page_newest > newest):
+                    newest = page_newest
+                if page.next and read >= max_pages:
+                    log.info(
+                        "sweep.budget_spent", listing=listing, pages=read,
+                        behind_seconds=round(end - (newest or start), 1),
+                    )
+                    return newest if newest is not None else start
+        return None
+
     async def backfill(self, since: float, until: float) -> PollResult:
-        """Read [since, until) of every listing in slices paged concurrently; watermarks stay put.
+        """Read [since, until) of every listing with concurrent pagers; watermarks stay put.
 
         Nothing already recorded is recorded (hence sent) again: the dedup keys decide.
         """
         total = PollResult()
-        bounds = _slice_bounds(since, until, self._backfill_concurrency * SLICES_PER_PAGER)
         for listing in self.listings:
-            await self._read_slices(bounds, listing, self._backfill_concurrency, total)
+            await _SplitReader(self, listing, self._backfill_concurrency, total).run(since, until)
         return total
-
-    async def _read_slices(
-        self,
-        bounds: Sequence[float],
-        listing: str,
-        pagers: int,
-        total: PollResult,
-        slice_done: Callable[[int, float | None], None] | None = None,
-    ) -> None:
-        """Page the slices between `bounds` with `pagers` concurrent readers, oldest first.
-
-        `slice_done(index, newest createdAt)` is called as each slice is completely recorded.
-        """
-        slices = list(enumerate(itertools.pairwise(bounds)))
-        slices.reverse()  # popped from the end: the oldest slice first
-
-        async def pager() -> None:
-            while slices:
-                index, (start, end) = slices.pop()
-                result = PollResult()
-                newest = await self.read_window(
-                    start - EPSILON, end, advance_watermark=False, listing=listing,
-                    result=result, group=PAGES_PER_COMMIT,
-                )
-                total.add(result)
-                if slice_done is not None:
-                    slice_done(index, newest)
-
-        try:
-            async with asyncio.TaskGroup() as tg:
-                for _ in range(min(pagers, len(slices))):
-                    tg.create_task(pager())
-        except ExceptionGroup as group:
-            # One failed slice stops the others (what was recorded stays); say why plainly.
-            failures = [e for e in group.exceptions if isinstance(e, BridgeError)]
-            if failures and len(failures) == len(group.exceptions):
-                raise failures[0] from None
-            raise
 
     async def read_window(
         self,
@@ -452,14 +501,18 @@ class Poller:
                 try:
                     alert = Alert.model_validate(raw)
                 except ValidationError as exc:
-                    rejected.append(_malformed(raw, exc, observed))
+                    rejected.append(malformed(raw, exc, observed))
                     created = parse_timestamp(raw.get("createdAt"))
                 else:
                     valid.append((raw, alert))
                     created = alert.created_at  # parsed by the model: not twice
             if created is not None:
                 ts = created.timestamp()
-                newest = ts if newest is None or ts > newest else newest
+                if ts > observed + MAX_CLOCK_SKEW:
+                    # Not a watermark: every alert after it would seem late, or be lost.
+                    self._note_future(raw_id, ts, observed)
+                elif newest is None or ts > newest:
+                    newest = ts
         enrichment: Mapping[str, Enrichment] = {}
         if self._catalog is not None and valid:
             # A cache lookup + a bounded wait for the detections not cached yet.
@@ -496,6 +549,8 @@ class Poller:
             events = [e for w in works for e in w.events]
             rejected = [r for w in works for r in w.rejected]
             track = [t for w in works for t in w.track]
+        if watermark is not None:
+            watermark = self._capped(watermark)
         fresh = self._outbox.record(
             events,
             watermark=watermark,
@@ -515,6 +570,24 @@ class Poller:
                 current = self._outbox.watermark()
                 if current is not None:
                     self._metrics.watermark.set(current)
+
+    def _capped(self, watermark: float) -> float:
+        """The watermark, never past now + MAX_CLOCK_SKEW."""
+        return min(watermark, self._clock() + MAX_CLOCK_SKEW)
+
+    def _note_future(self, alert_id: object, created: float, observed: float) -> None:
+        """An alert stamped beyond the clock skew: delivered, but logged once (the head poll
+        reads it again each time, since the watermark stays behind it)."""
+        if not isinstance(alert_id, str) or alert_id in self._future_ids:
+            return
+        if len(self._future_ids) >= 10_000:
+            self._future_ids.pop(next(iter(self._future_ids)))
+        self._future_ids[alert_id] = None
+        log.warning(
+            "alert.created_in_future", alert_id=alert_id,
+            ahead_seconds=round(created - observed, 1),
+            detail="createdAt is ahead of this host's clock; the watermark stays at now",
+        )
 
     def _count_filtered(self, alert_id: object) -> None:
         """Alerts `panther.filters` excludes client-side: counted once each, logged at debug."""
@@ -551,80 +624,154 @@ class Poller:
         route = self._router.route(alert, detection) if self._router is not None else None
         if route is not None and route.app_key is None:
             return Dropped(alert.id, route.name, route.drop_reason or "route")
-        outcome = normalize(
+        app_key = route.app_key if route is not None else self._app_key_for(alert)
+        created = alert.created_at.timestamp() if alert.created_at else observed
+        event = build_event(
             alert,
             kind=EVENT_ALERT,
-            observed_at=int(observed),
+            key_for=lambda _status: alert_key(alert.id),
+            observed=observed,
+            event_time=created,
+            rules=route.rules if route is not None else self._rules,
+            app_key=app_key or "",
+            original=lambda: original_form(raw),
             detection=detection,
             queries=queries,
-            rules=route.rules if route is not None else self._rules,
         )
-        if isinstance(outcome, Invalid):
-            return Rejected(
-                dedup_key=alert_key(alert.id),
-                alert_id=alert.id,
-                kind=EVENT_ALERT,
-                reason=outcome.reason,
-                detail=outcome.detail,
-                original=_original(raw),
-                event_time=observed,
-            )
-        app_key = route.app_key if route is not None else self._app_key_for(alert)
-        app_key = app_key or ""
-        created = alert.created_at.timestamp() if alert.created_at else observed
-        event = NewEvent(
-            dedup_key=alert_key(alert.id),
-            alert_id=alert.id,
-            kind=EVENT_ALERT,
-            bp_status=outcome["status"],
-            app_key=app_key,
-            payload=orjson.dumps(outcome),
-            event_time=created,
-        )
+        if event.__class__ is Rejected:
+            return event  # type: ignore[return-value]
         # Terminal alerts are followed too: RESOLVED -> OPEN (a reopen) must reach BigPanda, and
         # the status sync finds it at no extra request (see bridge.status_sync).
         tracked = None
         if created >= observed - self._track_for:
-            tracked = TrackedAlert(alert.id, created, alert.status.upper(), 0, _tracked_form(raw))
-        return event, tracked
+            tracked = TrackedAlert(alert.id, created, alert.status.upper(), 0, tracked_form(raw))
+        return event, tracked  # type: ignore[return-value]
 
 
-def _original(raw: Mapping[str, Any]) -> bytes:
-    """The alert as Panther sent it, keys sorted: kept for dead letters."""
-    return orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
+@dataclass(slots=True)
+class _Slice:
+    """A time slice of a catch-up or backfill window and how far its pager has read it."""
+
+    start: float
+    end: float
+    taken: bool = False
+    done: bool = False
+    position: float | None = None  # newest createdAt read so far
+    more: bool = True  # its last page had a `next`: more to read
+    newest: float | None = None
 
 
-# What the status sync reads back from a tracked alert as first forwarded: its listing (`type`),
-# its route (`severity`, `status`, `type`, `detection`) and its last `eventCount`. Only these are
-# stored (sorted), not the whole alert: ~220 bytes instead of ~720 for a simulator alert.
-_TRACKED_FIELDS = ("createdAt", "detection", "eventCount", "id", "severity", "status", "type")
+class _SplitReader:
+    """Pages [since, until) of one listing with `pagers` concurrent readers, paying per alert.
 
+    The window starts as one slice per pager. A pager out of work takes the far half of the
+    slice with the most left to read, if that slice's last page was full, at most `pagers // 2`
+    times: each split costs at most two requests (the thief's last, partial page; the victim's
+    page that overshoots the new bound), so N alerts cost at most ceil(N / page) + 2 x pagers.
+    `prefix_done(mark)` is told the newest alert of the contiguous prefix of finished slices.
+    """
 
-def _tracked_form(raw: Mapping[str, Any]) -> bytes:
-    """The fields of a forwarded alert the status sync needs, as JSON with sorted keys."""
-    return orjson.dumps({k: raw[k] for k in _TRACKED_FIELDS if k in raw})
+    def __init__(
+        self,
+        poller: Poller,
+        listing: str,
+        pagers: int,
+        total: PollResult,
+        prefix_done: Callable[[float], None] | None = None,
+    ) -> None:
+        self._poller = poller
+        self._listing = listing
+        self._pagers = max(1, pagers)
+        self._total = total
+        self._prefix_done = prefix_done
+        self._slices: list[_Slice] = []
+        self._splits_left = self._pagers // 2
+        self._prefix = 0
+        self._mark: float | None = None
 
+    async def run(self, since: float, until: float) -> None:
+        step = (until - since) / self._pagers
+        bounds = [since + i * step for i in range(self._pagers)] + [until]
+        self._slices = [_Slice(a, b) for a, b in itertools.pairwise(bounds)]
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(self._pagers):
+                    tg.create_task(self._pager())
+        except ExceptionGroup as group:
+            # One failed slice stops the others (what was recorded stays); say why plainly.
+            failures = [e for e in group.exceptions if isinstance(e, BridgeError)]
+            if failures and len(failures) == len(group.exceptions):
+                raise failures[0] from None
+            raise
 
-def _malformed(raw: Mapping[str, Any], exc: ValidationError, observed: float) -> Rejected:
-    """A listed object that is no Panther alert: dead-lettered once, under its id or its hash."""
-    original = _original(raw)
-    alert_id = raw.get("id") if isinstance(raw.get("id"), str) and raw.get("id") else None
-    return Rejected(
-        dedup_key=alert_key(alert_id or "sha1-" + hashlib.sha1(original).hexdigest()),
-        alert_id=alert_id or "",
-        kind=EVENT_ALERT,
-        reason="malformed_alert",
-        detail=validation_summary(exc),
-        original=original,
-        event_time=observed,
-    )
+    def _next_slice(self) -> _Slice | None:
+        for piece in self._slices:
+            if not piece.taken:
+                piece.taken = True
+                return piece
+        if self._splits_left <= 0:
+            return None
+        busy = [p for p in self._slices if not p.done and p.more and p.position is not None]
+        if not busy:
+            return None
+        victim = max(busy, key=lambda p: p.end - (p.position or p.start))
+        mid = ((victim.position or victim.start) + victim.end) / 2
+        if victim.end - mid < 1e-3:
+            return None
+        self._splits_left -= 1
+        thief = _Slice(mid, victim.end, taken=True)
+        victim.end = mid
+        self._slices.insert(self._slices.index(victim) + 1, thief)
+        return thief
 
+    async def _pager(self) -> None:
+        while (piece := self._next_slice()) is not None:
+            await self._read(piece)
+            piece.done = True
+            self._advance()
 
-def _slice_bounds(since: float, until: float, count: int) -> list[float]:
-    """`count` equal slices of [since, until): their `count + 1` bounds."""
-    count = max(1, count)
-    step = (until - since) / count
-    return [since + i * step for i in range(count)] + [until]
+    async def _read(self, piece: _Slice) -> None:
+        poller = self._poller
+        result = PollResult()
+        held: list[_PageWork] = []
+        pages = poller._client.iter_alert_pages(
+            created_after=_dt(piece.start - EPSILON),
+            created_before=_dt(piece.end),
+            alert_type=self._listing,
+            **poller.filters.query(self._listing),
+        )
+        try:
+            async with contextlib.aclosing(pages):
+                async for page in pages:
+                    result.pages += 1
+                    work = await poller._prepare(page.results, result)
+                    if work.newest is not None:
+                        piece.position = max(piece.position or work.newest, work.newest)
+                    piece.more = bool(page.next)
+                    held.append(work)
+                    if len(held) >= PAGES_PER_COMMIT:
+                        poller._store(held, result, watermark=None, listing=self._listing)
+                        held = []
+                    # A split may have moved this slice's end: the thief reads past it.
+                    if piece.position is not None and piece.position >= piece.end:
+                        break
+            if held:
+                poller._store(held, result, watermark=None, listing=self._listing)
+        finally:
+            self._total.add(result)
+        if piece.position is not None:
+            piece.newest = min(piece.position, piece.end)
+
+    def _advance(self) -> None:
+        mark: float | None = None
+        while self._prefix < len(self._slices) and self._slices[self._prefix].done:
+            newest = self._slices[self._prefix].newest
+            if newest is not None:
+                mark = newest if mark is None else max(mark, newest)
+            self._prefix += 1
+        if mark is not None and self._prefix_done is not None:
+            self._mark = mark if self._mark is None else max(self._mark, mark)
+            self._prefix_done(self._mark)
 
 
 def _dt(epoch: float) -> datetime:

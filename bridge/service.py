@@ -21,6 +21,7 @@ from yarl import URL
 
 from bridge.bigpanda.client import BigPandaClient
 from bridge.bigpanda.incidents import BigPandaIncidents
+from bridge.budget import RequestBudget, SweepBudget
 from bridge.catalog import Catalog
 from bridge.config import Settings
 from bridge.dispatch import Dispatcher, JobTracker
@@ -49,6 +50,8 @@ log = structlog.get_logger("bridge.service")
 GAUGE_INTERVAL = 5.0
 # How often the WAL is checkpointed from a worker thread (see Outbox.checkpoint).
 CHECKPOINT_INTERVAL = 1.0
+# Queued events, in batches, above which the late sweep waits for its interval (sweep_due).
+SWEEP_BACKLOG_BATCHES = 10
 
 
 class Bridge:
@@ -125,6 +128,8 @@ class Bridge:
             timeout=s.panther.timeout,
             page_size=s.panther.page_size,
             metrics=self.metrics,
+            # One budget per tenant: poll, sweep, status sync, catalog and backfill draw from it.
+            budget=RequestBudget(s.panther.max_requests_per_second, s.panther.request_burst),
         )
         self.bigpanda = BigPandaClient(
             bigpanda_session,
@@ -162,6 +167,10 @@ class Bridge:
             track_for=s.panther.track_for,
             # Every store of new alerts (head poll, catch-up group, sweep) wakes the sender.
             on_recorded=lambda: self.dispatcher.wake(fresh=True),
+            sweep_budget=SweepBudget(
+                per_minute=s.panther.sweep_requests_per_minute, share=s.panther.sweep_share
+            ),
+            late_sweep_interval=s.panther.late_sweep_interval,
         )
         self.status_sync = StatusSync(
             self.panther,
@@ -328,6 +337,7 @@ class Bridge:
             self.poll_faults.failed(exc)
             return None
         self._state_recovered()
+        self.poller.polled(result.pages)
         self.poll_faults.succeeded()
         self.health.poll_succeeded()
         self.metrics.last_successful_poll.set(self.clock())
@@ -376,6 +386,7 @@ class Bridge:
             self.sync_faults.failed(exc)
             return None
         self.sync_faults.succeeded()
+        self.poller.polled(result.pages + result.fetched)  # the sweep's share counts these too
         if result.new_events:
             self.dispatcher.wake(fresh=True)
         log.info(
@@ -463,7 +474,6 @@ class Bridge:
                 tg.create_task(self.jobs.run(stopping), name="jobs"),
                 tg.create_task(self._housekeeping(stopping), name="housekeeping"),
                 tg.create_task(self._checkpoints(stopping), name="checkpoint"),
-                tg.create_task(self._sweep_loop(stopping), name="sweep"),
                 tg.create_task(self._sync_loop(stopping), name="status-sync"),
             ]
             if self.sync_back is not None and self.writeback is not None:
@@ -495,15 +505,26 @@ class Bridge:
                 task.cancel()
 
     async def _poll_loop(self, stopping: asyncio.Event) -> None:
+        """Head poll, then the late sweep whenever it is due (at start, then by its budget):
+        a late alert waits for the next poll, not for a sweep interval."""
+        sweep_retry_at = 0.0
         while not stopping.is_set():
             await self._unless_stopping(self.poll_cycle(), stopping)
+            if (
+                not stopping.is_set()
+                and self.clock() >= sweep_retry_at
+                and self.poller.sweep_due(busy=self._delivery_backlog())
+            ):
+                await self._unless_stopping(self.sweep_cycle(), stopping)
+                if self.sweep_faults.failures:
+                    sweep_retry_at = self.clock() + self.sweep_faults.delay(0.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), self.poll_delay())
 
-    async def _sweep_loop(self, stopping: asyncio.Event) -> None:
-        interval = self.settings.panther.late_sweep_interval
-        await self._panther_loop(self.sweep_cycle, lambda: self.sweep_faults.delay(interval),
-                                 stopping)
+    def _delivery_backlog(self) -> bool:
+        """More events queued than a few rounds of batches: the sweep waits (see sweep_due)."""
+        bp = self.settings.bigpanda
+        return self.outbox.backlog()["pending"] > SWEEP_BACKLOG_BATCHES * bp.batch_size
 
     async def _sync_loop(self, stopping: asyncio.Event) -> None:
         interval = self.settings.panther.status_sync_interval

@@ -43,6 +43,7 @@ per `panther.page_size` alerts of the window instead of one page for the few non
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
@@ -56,19 +57,20 @@ from pydantic import ValidationError
 
 from bridge.catalog import Catalog
 from bridge.filters import AlertFilter, listing_of
-from bridge.metrics import Metrics
-from bridge.normalize import (
-    EVENT_EVENT_COUNT,
-    EVENT_STATUS_CHANGE,
-    Invalid,
-    MappingRules,
-    normalize,
-    validation_summary,
+from bridge.intake import (
+    alert_key,
+    build_event,
+    count_intake,
+    event_count_key,
+    malformed,
+    original_form,
+    status_change_key,
 )
+from bridge.metrics import Metrics
+from bridge.normalize import EVENT_EVENT_COUNT, EVENT_STATUS_CHANGE, MappingRules
 from bridge.outbox import NewEvent, Outbox, Rejected, TrackedAlert
 from bridge.panther.client import PantherClient
 from bridge.panther.models import Alert
-from bridge.poller import alert_key, count_intake
 from bridge.routing import Router
 
 log = structlog.get_logger("bridge.status_sync")
@@ -76,16 +78,6 @@ log = structlog.get_logger("bridge.status_sync")
 LISTED_STATUSES = ("TRIAGED", "RESOLVED", "CLOSED")
 FALLBACK_CONCURRENCY = 8
 EPSILON = 1e-6
-
-
-def status_change_key(alert_id: str, transition: int, bp_status: str) -> str:
-    """Dedup key of the n-th status change event of an alert."""
-    return f"{alert_id}:status_change:{transition}:{bp_status}"
-
-
-def event_count_key(alert_id: str, count: int) -> str:
-    """Dedup key of the event that forwards an alert's grown `eventCount`."""
-    return f"{alert_id}:event_count:{count}"
 
 
 @dataclass
@@ -253,7 +245,7 @@ class StatusSync:
         for tracked, raw in changed:
             transition = tracked.transitions + 1
             new_status = str(raw.get("status")).upper()
-            original = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
+            original = original_form(raw)
             count = _count(raw)
             track.append(
                 # The row keeps the alert as first forwarded: its route decides the tags of
@@ -308,7 +300,7 @@ class StatusSync:
                 lambda _bp, k=key: k,
                 now,
                 enrichment,
-                orjson.dumps(raw, option=orjson.OPT_SORT_KEYS),
+                original_form(raw),
                 app_key,
             )
             if isinstance(outcome, Rejected):
@@ -339,46 +331,28 @@ class StatusSync:
         app_key: str | None,
     ) -> NewEvent | Rejected:
         """The event of one change; `key_for(bp_status)` is its dedup key ("invalid" if none)."""
-
-        def rejected(reason: str, detail: str) -> Rejected:
-            return Rejected(
-                dedup_key=key_for("invalid"),
-                alert_id=tracked.alert_id,
-                kind=kind,
-                reason=reason,
-                detail=detail,
-                original=original,
-                event_time=now,
-            )
-
         try:
             alert = Alert.model_validate(raw)
         except ValidationError as exc:
-            return rejected("malformed_alert", validation_summary(exc))
+            rejected = malformed(raw, exc, now, kind=kind, key_for=key_for)
+            return dataclasses.replace(rejected, alert_id=tracked.alert_id, original=original)
         detection, queries = enrichment.get(alert.id, (None, []))
         rules = self._rules
         if self._router is not None:
             route = self._router.route(_first_seen(tracked, alert), detection)
             if route.app_key is not None:  # the route's tags, unless it would drop the change
                 rules = route.rules
-        outcome = normalize(
+        return build_event(
             alert,
             kind=kind,
-            observed_at=int(now),
+            key_for=key_for,
+            observed=now,
+            event_time=now,
+            rules=rules,
+            app_key=app_key or self._app_key_for(alert) or "",
+            original=lambda: original,
             detection=detection,
             queries=queries,
-            rules=rules,
-        )
-        if isinstance(outcome, Invalid):
-            return rejected(outcome.reason, outcome.detail)
-        return NewEvent(
-            dedup_key=key_for(outcome["status"]),
-            alert_id=alert.id,
-            kind=kind,
-            bp_status=outcome["status"],
-            app_key=app_key or self._app_key_for(alert) or "",
-            payload=orjson.dumps(outcome),
-            event_time=now,
         )
 
 

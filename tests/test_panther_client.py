@@ -12,6 +12,7 @@ import orjson
 import pytest
 from aioresponses_compat import MockHttp
 
+from bridge.budget import RequestBudget
 from bridge.errors import (
     ApiError,
     AuthError,
@@ -22,7 +23,7 @@ from bridge.errors import (
     TransportError,
 )
 from bridge.metrics import Metrics
-from bridge.panther.client import PantherClient
+from bridge.panther.client import MAX_PAGE_RESULTS, NO_PROGRESS_PAGES, PantherClient
 from bridge.panther.models import AlertPage
 
 API = "https://api.acme.runpanther.net"
@@ -201,6 +202,47 @@ class TestPagination:
         with pytest.raises(BadResponseError, match="a second time"):
             await collect(client)
         assert len(calls(mock)) == 2
+
+
+class TestHostileListings:
+    """A listing that goes nowhere is ended; a page far beyond `limit` is refused unprocessed;
+    every request draws from the tenant's budget."""
+
+    async def test_cursor_that_leads_nowhere(self, mock: MockHttp, client: PantherClient) -> None:
+        """Fresh cursors with nothing new behind them: NO_PROGRESS_PAGES more pages, then stop."""
+        mock.get(ALERTS, payload=page(["a"], "c0"))
+        for i in range(1, 20):
+            mock.get(ALERTS, payload=page([], f"c{i}"))
+        with pytest.raises(BadResponseError, match="leads nowhere"):
+            await collect(client)
+        assert len(calls(mock)) == 1 + NO_PROGRESS_PAGES
+
+    async def test_repeating_alerts_count_as_no_progress(
+        self, mock: MockHttp, client: PantherClient
+    ) -> None:
+        mock.get(ALERTS, payload=page(["a", "b"], "c0"))
+        for i in range(1, 20):
+            mock.get(ALERTS, payload=page(["a", "b"], f"c{i}"))
+        with pytest.raises(BadResponseError, match="leads nowhere"):
+            await collect(client)
+        assert len(calls(mock)) == 1 + NO_PROGRESS_PAGES
+
+    async def test_oversized_page_refused(self, mock: MockHttp, client: PantherClient) -> None:
+        mock.get(ALERTS, payload=page([f"{i:032x}" for i in range(MAX_PAGE_RESULTS + 1)]))
+        with pytest.raises(BadResponseError, match="limit=50") as info:
+            await client.list_alerts()
+        assert info.value.retriable
+        assert TOKEN not in str(info.value)
+
+    async def test_requests_draw_from_the_budget(
+        self, mock: MockHttp, session: aiohttp.ClientSession
+    ) -> None:
+        budget = RequestBudget(0.0, 1)
+        client = PantherClient(session, api_url=API, api_token=TOKEN, budget=budget)
+        mock.get(ALERTS, payload=page(["a"], "c1"))
+        mock.get(ALERTS, payload=page(["b"], None))
+        await collect(client)
+        assert budget.granted == 2
 
 
 class TestFaults:

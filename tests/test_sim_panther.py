@@ -843,3 +843,54 @@ class TestTimestamps:
         assert format_instant(ns, "offset") == "2024-11-14T17:09:49.841715953+00:00"
         assert format_instant(1731604189_841715000, "offset") == "2024-11-14T17:09:49.841715+00:00"
         assert format_instant(ns, "seconds") == "2024-11-14T17:09:49Z"
+
+
+class TestLateListingAndHostileFaults:
+    """Late-indexed alerts appear in listings only `late_by` after their createdAt; hostile
+    faults serve endless cursors and pages far beyond `limit`."""
+
+    async def test_late_alert_listed_after_its_delay(
+        self, sim: PantherSimulator, client: aiohttp.ClientSession
+    ) -> None:
+        late = sim.add_alert(late_by=0.3)
+        newer = sim.add_alert()
+        _, body = await get(client, "/alerts", **{"sort-dir": "asc"})
+        assert [a["id"] for a in body["results"]] == [newer["id"]]
+        status, _ = await get(client, f"/alerts/{late['id']}")
+        assert status == 404
+        assert sim.unlisted == 1
+        await asyncio.sleep(0.35)
+        _, body = await get(client, "/alerts", **{"sort-dir": "asc"})
+        # Listed now, and in createdAt order: behind the newer one it trails.
+        assert [a["id"] for a in body["results"]] == [late["id"], newer["id"]]
+        assert sim.unlisted == 0 and sim.late_ids == {late["id"]}
+
+    async def test_late_fraction_of_produced_alerts(self) -> None:
+        sim = PantherSimulator(late_fraction=0.5, late_by=60, seed=3)
+        made = [sim.add_alert() for _ in range(200)]
+        assert 60 <= len(sim.late_ids) <= 140
+        assert sim.unlisted == len(sim.late_ids)
+        assert sim.late_ids <= {a["id"] for a in made}
+
+    async def test_endless_cursor(
+        self, sim: PantherSimulator, client: aiohttp.ClientSession
+    ) -> None:
+        sim.generate(3)
+        sim.endless_cursor = True
+        cursors = set()
+        _, body = await get(client, "/alerts")
+        for _ in range(5):
+            assert body["results"] == [] and body["next"]
+            cursors.add(body["next"])
+            _, body = await get(client, "/alerts", cursor=body["next"])
+        assert len(cursors) == 5  # new each time, leading nowhere
+
+    async def test_oversized_page_fault(
+        self, sim: PantherSimulator, client: aiohttp.ClientSession
+    ) -> None:
+        sim.generate(120)
+        sim.script("oversized")
+        _, body = await get(client, "/alerts", limit=50)
+        assert len(body["results"]) == 120 and body["next"] is None
+        _, body = await get(client, "/alerts", limit=50)
+        assert len(body["results"]) == 50  # one fault, then the limit is honoured again

@@ -3,6 +3,11 @@
 Pages come back raw (`AlertPage.results` are dicts): validating alerts is the caller's business, so
 one malformed alert can be set aside without losing its page. What this module guarantees is the
 envelope: a JSON object whose `results` is a list of objects, or a `BadResponseError`.
+
+It also guards Panther against the bridge and the bridge against a broken Panther: every request
+draws from the tenant's `RequestBudget`, a listing whose pages stop bringing alerts it has not
+listed yet is ended (`NO_PROGRESS_PAGES`), and a page far beyond `limit` is refused before any
+of it is processed (`MAX_PAGE_RESULTS`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from bridge.budget import RequestBudget
 from bridge.errors import BadResponseError, PermanentApiError
 from bridge.http import HttpTarget, Response, shorten
 from bridge.metrics import Metrics
@@ -26,6 +32,12 @@ API_URL_HINT = (
     "check panther.api_url (it should be the API host with no path, "
     "e.g. https://api.acme.runpanther.net)"
 )
+# A page with more alerts than this is refused whatever `limit` asked: processing it would hold
+# that many alerts (normalized events, dedup lookups) at once. Ten times Panther's maximum.
+MAX_PAGE_RESULTS = 500
+# A listing whose pages bring no alert it has not listed already, this many times in a row, is
+# ended: a `next` cursor that is new each time but leads nowhere must not be followed forever.
+NO_PROGRESS_PAGES = 3
 OBJECT_KINDS = frozenset({"rules", "scheduled-rules", "policies", "simple-rules", "queries"})
 
 
@@ -41,6 +53,7 @@ class PantherClient:
         timeout: float = 10.0,
         page_size: int = 50,
         metrics: Metrics | None = None,
+        budget: RequestBudget | None = None,
     ) -> None:
         self._http = HttpTarget(
             session,
@@ -51,6 +64,13 @@ class PantherClient:
             metrics=metrics,
         )
         self.page_size = page_size
+        self.budget = budget
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Response:
+        """One request, once the tenant's budget grants it."""
+        if self.budget is not None:
+            await self.budget.acquire()
+        return await self._http.request(method, path, **kwargs)
 
     async def list_alerts(
         self,
@@ -81,15 +101,24 @@ class PantherClient:
             ("log-type", log_types),
         ):
             params.extend((key, value) for value in values)
-        params.append(("limit", str(max(1, min(limit or self.page_size, MAX_ALERTS_PAGE)))))
+        page_limit = max(1, min(limit or self.page_size, MAX_ALERTS_PAGE))
+        params.append(("limit", str(page_limit)))
         if cursor:
             params.append(("cursor", cursor))
-        resp = await self._http.request(
+        resp = await self._request(
             "GET", "/alerts", endpoint="/alerts", params=params, accept=(404,)
         )
         if resp.status == 404:
             raise self._listing_not_found(resp, "GET /alerts")
         results, next_cursor = self._page(resp, "GET /alerts")
+        if len(results) > MAX_PAGE_RESULTS:
+            raise self._http.bad_response(
+                f"returned {len(results)} alerts on one page (limit={page_limit}, at most "
+                f"{MAX_PAGE_RESULTS} are accepted): refused the page unprocessed; if a proxy sits "
+                "between the bridge and Panther, check that it passes the limit parameter",
+                "GET /alerts",
+                resp,
+            )
         return AlertPage(results=results, next=next_cursor)
 
     async def iter_alert_pages(
@@ -107,10 +136,13 @@ class PantherClient:
     ) -> AsyncIterator[AlertPage]:
         """Every page of `GET /alerts` for these filters, following `next` until it ends.
 
-        A cursor Panther already handed out ends the listing with BadResponseError rather than
-        looping forever; the pages before it have been yielded.
+        A cursor Panther already handed out, or `NO_PROGRESS_PAGES` pages in a row that list no
+        alert this listing had not listed yet, end it with BadResponseError rather than looping
+        forever; the pages before have been yielded.
         """
         seen: set[str] = set()
+        listed: set[str] = set()
+        stalled = 0
         cursor: str | None = None
         while True:
             page = await self.list_alerts(
@@ -129,10 +161,21 @@ class PantherClient:
             cursor = self._next_cursor(page.next, seen, "GET /alerts")
             if cursor is None:
                 return
+            before = len(listed)
+            listed.update(i for r in page.results if (i := r.get("id")).__class__ is str)
+            stalled = stalled + 1 if len(listed) == before else 0
+            if stalled >= NO_PROGRESS_PAGES:
+                raise BadResponseError(
+                    f"panther GET /alerts returned {stalled} pages in a row with a 'next' cursor "
+                    "but no alert not listed already: stopped the listing instead of following "
+                    "a cursor that leads nowhere",
+                    target="panther",
+                    status=200,
+                )
 
     async def get_alert(self, alert_id: str) -> dict[str, Any] | None:
         """`GET /alerts/{id}`: the raw alert, or None when Panther does not know it (404)."""
-        resp = await self._http.request(
+        resp = await self._request(
             "GET", f"/alerts/{quote(alert_id, safe='')}", endpoint="/alerts/{id}", accept=(404,)
         )
         if resp.status == 404:
@@ -149,7 +192,7 @@ class PantherClient:
             params = [("limit", str(max(1, limit)))]
             if cursor:
                 params.append(("cursor", cursor))
-            resp = await self._http.request(
+            resp = await self._request(
                 "GET", path, endpoint=path, params=params, accept=(404,)
             )
             if resp.status == 404:
@@ -165,7 +208,7 @@ class PantherClient:
         """`GET /<kind>/{id}`: one detection or saved query, or None when it is unknown (404)."""
         path = _object_path(kind)
         endpoint = f"{path}/{{id}}"
-        resp = await self._http.request(
+        resp = await self._request(
             "GET", f"{path}/{quote(object_id, safe='')}", endpoint=endpoint, accept=(404,)
         )
         if resp.status == 404:

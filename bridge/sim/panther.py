@@ -31,7 +31,11 @@ Simplified, on purpose:
 - Simple-rule alerts carry `detection.type` RULE (DetectionInfo has no SIMPLE_RULE), so a client
   that looks the detection up must try `/simple-rules/{id}` after `/rules/{id}` answers 404.
 - Faults (`script`) and refusals (`refuse`) are served after the auth check, to authenticated
-  requests only.
+  requests only. Besides statuses and broken bodies, a hostile source: `endless` (an empty page
+  whose `next` is a fresh cursor that leads nowhere) and `oversized` (a page of 10,000 alerts
+  whatever `limit` says); `endless_cursor` / `oversized_pages` make every listing do so.
+- Late indexing (`late_fraction`, `late_by`, or `add_alert(late_by=S)`): an alert is listable
+  (and found by `GET /alerts/{id}`) only S seconds after its createdAt, behind newer ones.
 """
 
 from __future__ import annotations
@@ -208,7 +212,7 @@ class RequestRecord:
 
 @dataclass(frozen=True)
 class _Fault:
-    kind: str  # status | html | badjson | notlist | slow | ok | reset
+    kind: str  # status | html | badjson | notlist | slow | ok | reset | endless | oversized
     status: int = 200
     headers: tuple[tuple[str, str], ...] = ()
     delay: float = 0.0
@@ -226,7 +230,10 @@ _FAULT_MESSAGES = {
     503: "Service Unavailable",
     504: "Endpoint request timed out",
 }
-_NAMED_FAULTS = ("html", "badjson", "notlist", "ok", "reset")
+_NAMED_FAULTS = ("html", "badjson", "notlist", "ok", "reset", "endless", "oversized")
+# What an `oversized` fault serves: a page far beyond `limit`, as a misbehaving proxy or a
+# Panther regression might.
+OVERSIZED_PAGE = 10_000
 
 
 def parse_script(spec: str) -> list[_Fault]:
@@ -309,6 +316,7 @@ class _Hidden:
     status: str
     log_types: tuple[str, ...] = ()
     resource_types: tuple[str, ...] = ()
+    listed: bool = True  # False while a late alert waits to become listable
 
 
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -379,10 +387,33 @@ class PantherSimulator:
     """An in-memory Panther tenant served over HTTP; tests drive it through its methods."""
 
     def __init__(
-        self, *, token: str = DEFAULT_TOKEN, page_latency: float = 0.0, seed: int = 0
+        self,
+        *,
+        token: str = DEFAULT_TOKEN,
+        page_latency: float = 0.0,
+        seed: int = 0,
+        late_fraction: float = 0.0,
+        late_by: float = 0.0,
     ) -> None:
         self.token = token
         self.page_latency = page_latency
+        # Late indexing (shared/api/PANTHER.md): this fraction of the alerts made with a fresh
+        # createdAt (`add_alert` without one, `produce`) appear in listings `late_by` seconds
+        # after their createdAt, behind newer ones.
+        if not 0.0 <= late_fraction <= 1.0:
+            raise ValueError(f"late_fraction {late_fraction!r} must be between 0 and 1")
+        if late_by < 0:
+            raise ValueError(f"late_by {late_by!r} must not be negative")
+        self.late_fraction = late_fraction
+        self.late_by = late_by
+        self.late_ids: set[str] = set()  # every alert that was (or still is) listed late
+        self._late: list[tuple[int, str]] = []  # heap of (listable at ns, id) not listed yet
+        # Hostile modes, for tests of a source that cannot be trusted: every `GET /alerts`
+        # answers an empty page with a fresh cursor (`endless_cursor`), or ignores `limit`
+        # and serves up to this many alerts per page (`oversized_pages`).
+        self.endless_cursor = False
+        self.oversized_pages = 0
+        self._nonce = itertools.count(1)
         self.alerts: dict[str, JSON] = {}
         self.requests: list[RequestRecord] = []
         self.catalog: dict[str, dict[str, JSON]] = {
@@ -417,12 +448,35 @@ class PantherSimulator:
         `{id, type}` dict or None. `log_types` / `resource_types` set the hidden attributes the
         `log-type` / `resource-type` filters match (default: the detection's).
         """
+        late_by = fields.pop("late_by", None)
         created = fields.pop("createdAt", _MISSING)
         if created is _MISSING:
             created_ns, created_text = self._fresh_created(time.time_ns())
+            if late_by is None and self.late_fraction > 0 and self._late_draw():
+                late_by = self.late_by
         else:
             created_ns, created_text = self._given_created(created)
-        return self._insert(created_ns, created_text, fields)
+        listable = created_ns + round(late_by * NS) if late_by else None
+        return self._insert(created_ns, created_text, fields, listable_ns=listable)
+
+    def _late_draw(self) -> bool:
+        return self._rng.random() < self.late_fraction
+
+    def _index_late(self) -> None:
+        """List the late alerts whose time has come (called before answering about alerts)."""
+        now = time.time_ns()
+        while self._late and self._late[0][0] <= now:
+            _, alert_id = heapq.heappop(self._late)
+            hidden = self._hidden[alert_id]
+            hidden.listed = True
+            bisect.insort(self._index.setdefault((hidden.list_type, hidden.status), []),
+                          hidden.key)
+
+    @property
+    def unlisted(self) -> int:
+        """Late alerts made but not listable yet."""
+        self._index_late()
+        return len(self._late)
 
     def generate(
         self, n: int, *, start: datetime | None = None, spacing: float = 1.0, **fields: Any
@@ -454,7 +508,8 @@ class PantherSimulator:
         if status != hidden.status:
             self._unindex(hidden)
             hidden.status = status
-            bisect.insort(self._index.setdefault((hidden.list_type, status), []), hidden.key)
+            if hidden.listed:
+                bisect.insort(self._index.setdefault((hidden.list_type, status), []), hidden.key)
         alert["status"] = status
         alert["updatedBy"] = _actor(by)
 
@@ -554,7 +609,14 @@ class PantherSimulator:
             if alert_id not in self.alerts:
                 return alert_id
 
-    def _insert(self, created_ns: int, created_text: str, fields: dict[str, Any]) -> JSON:
+    def _insert(
+        self,
+        created_ns: int,
+        created_text: str,
+        fields: dict[str, Any],
+        *,
+        listable_ns: int | None = None,
+    ) -> JSON:
         log_types = fields.pop("log_types", None)
         resource_types = fields.pop("resource_types", None)
         alert_type, detection, source = self._resolve_detection(
@@ -591,10 +653,17 @@ class PantherSimulator:
         )
         self.alerts[alert_id] = alert
         self._hidden[alert_id] = hidden
+        if listable_ns is not None and listable_ns > time.time_ns():
+            hidden.listed = False
+            self.late_ids.add(alert_id)
+            heapq.heappush(self._late, (listable_ns, alert_id))
+            return alert
         bisect.insort(self._index.setdefault((list_type, status), []), hidden.key)
         return alert
 
     def _unindex(self, hidden: _Hidden) -> None:
+        if not hidden.listed:
+            return
         keys = self._index[(hidden.list_type, hidden.status)]
         del keys[bisect.bisect_left(keys, hidden.key)]
 
@@ -799,12 +868,37 @@ class PantherSimulator:
             )
         if fault.kind == "notlist":
             return _json({"results": {"oops": 1}, "next": None})
+        if fault.kind == "endless":
+            return self._endless_page()
+        if fault.kind == "oversized":
+            return self._oversized_page(request)
         # reset: drop the connection without an answer, as a crashing load balancer does.
         if request.transport is not None:
             request.transport.abort()
         return web.Response(status=499)
 
+    def _endless_page(self) -> web.Response:
+        """An empty page whose `next` is a valid cursor never issued before: it leads nowhere."""
+        cursor = self._encode_cursor("alerts", {"q": {}, "k": [0, ""], "n": next(self._nonce)})
+        return _json({"results": [], "next": cursor})
+
+    def _oversized_page(self, request: web.Request) -> web.Response:
+        """The listing's first `OVERSIZED_PAGE` (or `oversized_pages`) alerts, `limit` ignored."""
+        self._index_late()
+        size = self.oversized_pages or OVERSIZED_PAGE
+        try:
+            query = self._alert_query(request.query)
+        except _BadRequest as exc:
+            return _error(400, str(exc))
+        keys = list(itertools.islice(self._matching_keys(query, None), size))
+        return _json({"results": [self.alerts[k[1]] for k in keys], "next": None})
+
     async def _list_alerts(self, request: web.Request) -> web.Response:
+        if self.endless_cursor:
+            return self._endless_page()
+        if self.oversized_pages and not request.query.get("cursor"):
+            return self._oversized_page(request)
+        self._index_late()
         params = request.query
         try:
             limit = _limit(params.get("limit"), *ALERTS_LIMIT)
@@ -894,8 +988,12 @@ class PantherSimulator:
         return query.event_count_max is None or count <= query.event_count_max
 
     async def _get_alert(self, request: web.Request) -> web.Response:
-        alert = self.alerts.get(request.match_info["id"])
-        return _json(alert) if alert is not None else _error(404, "alert not found")
+        self._index_late()
+        alert_id = request.match_info["id"]
+        alert = self.alerts.get(alert_id)
+        if alert is None or not self._hidden[alert_id].listed:
+            return _error(404, "alert not found")
+        return _json(alert)
 
     async def _alert_events(self, request: web.Request) -> web.Response:
         """`GET /alerts/{id}/events`: the alert's raw events, `limit` (25, at most 50) a page."""
@@ -1054,10 +1152,15 @@ async def serve(
     faults: str = "",
     refuse: tuple[str, ...] = (),
     date_offset: float = 0.0,
+    late_fraction: float = 0.0,
+    late_by: float = 0.0,
 ) -> None:
     """`bridge sim panther`: serve until cancelled, with `alerts` alerts from the last 50 minutes
-    and `rate` new ones per second; `refuse` holds `PATH[:STATUS]` routes answered 403 or STATUS."""
-    sim = PantherSimulator(token=token, page_latency=latency)
+    and `rate` new ones per second, `late_fraction` of them listable `late_by` seconds late;
+    `refuse` holds `PATH[:STATUS]` routes answered 403 or STATUS."""
+    sim = PantherSimulator(
+        token=token, page_latency=latency, late_fraction=late_fraction, late_by=late_by
+    )
     sim.date_offset = date_offset
     for spec in refuse:
         prefix, _, status = spec.partition(":")
