@@ -227,12 +227,16 @@ class TestHostileListings:
             await collect(client)
         assert len(calls(mock)) == 1 + NO_PROGRESS_PAGES
 
-    async def test_oversized_page_refused(self, mock: MockHttp, client: PantherClient) -> None:
-        mock.get(ALERTS, payload=page([f"{i:032x}" for i in range(MAX_PAGE_RESULTS + 1)]))
-        with pytest.raises(BadResponseError, match="limit=50") as info:
-            await client.list_alerts()
-        assert info.value.retriable
-        assert TOKEN not in str(info.value)
+    async def test_oversized_page_is_handed_on_in_slices(
+        self, mock: MockHttp, client: PantherClient
+    ) -> None:
+        ids = [f"{i:032x}" for i in range(2 * MAX_PAGE_RESULTS + 7)]
+        mock.get(ALERTS, payload=page(ids, "c1"))
+        mock.get(ALERTS, payload=page(["last"], None))
+        pages = [p async for p in client.iter_alert_pages()]
+        assert [len(p.results) for p in pages] == [MAX_PAGE_RESULTS, MAX_PAGE_RESULTS, 7, 1]
+        assert [p.next for p in pages] == [None, None, "c1", None]
+        assert [r["id"] for p in pages for r in p.results] == [*ids, "last"]
 
     async def test_requests_draw_from_the_budget(
         self, mock: MockHttp, session: aiohttp.ClientSession

@@ -6,8 +6,8 @@ envelope: a JSON object whose `results` is a list of objects, or a `BadResponseE
 
 It also guards Panther against the bridge and the bridge against a broken Panther: every request
 draws from the tenant's `RequestBudget`, a listing whose pages stop bringing alerts it has not
-listed yet is ended (`NO_PROGRESS_PAGES`), and a page far beyond `limit` is refused before any
-of it is processed (`MAX_PAGE_RESULTS`).
+listed yet is ended (`NO_PROGRESS_PAGES`), and a page far beyond `limit` is handed on in slices
+of `MAX_PAGE_RESULTS`, so intake never works on more alerts at once than that.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import structlog
 
 from bridge.budget import RequestBudget
 from bridge.errors import BadResponseError, PermanentApiError
@@ -26,14 +27,16 @@ from bridge.metrics import Metrics
 from bridge.panther.models import AlertPage
 from bridge.timeutil import format_rfc3339
 
+log = structlog.get_logger("bridge.panther")
+
 # `GET /alerts` refuses more than 50 per page (PANTHER.md: "limit (default 25, maximum 50)").
 MAX_ALERTS_PAGE = 50
 API_URL_HINT = (
     "check panther.api_url (it should be the API host with no path, "
     "e.g. https://api.acme.runpanther.net)"
 )
-# A page with more alerts than this is refused whatever `limit` asked: processing it would hold
-# that many alerts (normalized events, dedup lookups) at once. Ten times Panther's maximum.
+# A page with more alerts than this (whatever `limit` asked) is handed on in slices of this many:
+# normalizing it whole would hold that many events and lookups at once. Ten times Panther's maximum.
 MAX_PAGE_RESULTS = 500
 # A listing whose pages bring no alert it has not listed already, this many times in a row, is
 # ended: a `next` cursor that is new each time but leads nowhere must not be followed forever.
@@ -111,14 +114,6 @@ class PantherClient:
         if resp.status == 404:
             raise self._listing_not_found(resp, "GET /alerts")
         results, next_cursor = self._page(resp, "GET /alerts")
-        if len(results) > MAX_PAGE_RESULTS:
-            raise self._http.bad_response(
-                f"returned {len(results)} alerts on one page (limit={page_limit}, at most "
-                f"{MAX_PAGE_RESULTS} are accepted): refused the page unprocessed; if a proxy sits "
-                "between the bridge and Panther, check that it passes the limit parameter",
-                "GET /alerts",
-                resp,
-            )
         return AlertPage(results=results, next=next_cursor)
 
     async def iter_alert_pages(
@@ -157,6 +152,18 @@ class PantherClient:
                 cursor=cursor,
                 limit=limit,
             )
+            if len(page.results) > MAX_PAGE_RESULTS:
+                # Panther (or a proxy) ignored `limit`: hand the page on in slices, dropping
+                # each from memory once taken, so intake never works on more than a slice.
+                log.warning(
+                    "panther.oversized_page", alerts=len(page.results), limit=limit or
+                    self.page_size, slice=MAX_PAGE_RESULTS,
+                )
+                results = page.results
+                while len(results) > MAX_PAGE_RESULTS:
+                    head = results[:MAX_PAGE_RESULTS]
+                    del results[:MAX_PAGE_RESULTS]
+                    yield AlertPage(results=head, next=None)
             yield page
             cursor = self._next_cursor(page.next, seen, "GET /alerts")
             if cursor is None:
