@@ -76,7 +76,7 @@ class Dispatcher:
         policy: RetryPolicy,
         job_timeout: float,
         linger: float = 0.05,
-        shutdown_grace: float = 20.0,
+        shutdown_grace: float | None = 20.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
@@ -122,7 +122,9 @@ class Dispatcher:
     # -- the loop ------------------------------------------------------------------------------
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Send until `stopping` is set; then give in-flight batches `shutdown_grace` to finish.
+        """Send until `stopping` is set; then give in-flight batches `shutdown_grace` to finish
+        (None: as long as they take, when the caller bounds the whole shutdown, as the service
+        does with one grace timer for every loop).
 
         If this loop is itself cancelled (the service's own grace ran out first), the batches it
         started are cancelled with it rather than left running against a closing session and a
@@ -172,7 +174,7 @@ class Dispatcher:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def finish_in_flight(self, grace: float) -> None:
+    async def finish_in_flight(self, grace: float | None) -> None:
         """Wait up to `grace` seconds for in-flight batches, then cancel the rest.
 
         A cancelled batch has nothing recorded, so its events are still `pending` and go out again,
@@ -180,7 +182,8 @@ class Dispatcher:
         """
         if not self._tasks:
             return
-        _, late = await asyncio.wait(set(self._tasks), timeout=max(grace, 0.0))
+        timeout = None if grace is None else max(grace, 0.0)
+        _, late = await asyncio.wait(set(self._tasks), timeout=timeout)
         if late:
             log.warning(
                 "dispatch.shutdown_cancelled", batches=len(late),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from types import TracebackType
@@ -16,8 +15,6 @@ from types import TracebackType
 import aiohttp
 import structlog
 from aiohttp import web
-from aiohttp.helpers import get_env_proxy_for_url
-from yarl import URL
 
 from bridge.bigpanda.client import BigPandaClient
 from bridge.bigpanda.incidents import BigPandaIncidents
@@ -25,10 +22,11 @@ from bridge.budget import RequestBudget, SweepBudget
 from bridge.catalog import Catalog
 from bridge.config import Settings
 from bridge.dispatch import Dispatcher, JobTracker
-from bridge.errors import AuthError, BridgeError, ConfigError, StateError, retry_reason
+from bridge.errors import AuthError, BridgeError, StateError, retry_reason
 from bridge.failures import FailureBurst
 from bridge.filters import AlertFilter
 from bridge.health import Health
+from bridge.http import client_session
 from bridge.leadership import Leadership
 from bridge.logs import scrubber
 from bridge.metrics import Metrics
@@ -36,6 +34,7 @@ from bridge.normalize import MappingRules
 from bridge.outbox import Outbox
 from bridge.panther.client import PantherClient
 from bridge.panther.writes import PantherWrites
+from bridge.periodic import every
 from bridge.poller import Poller, PollResult
 from bridge.retry import RetryPolicy
 from bridge.routing import Router
@@ -75,7 +74,7 @@ class Bridge:
             max_retry_after=settings.retry.max_retry_after,
         )
         self.server_url: str | None = None
-        self._sessions: list[aiohttp.ClientSession] = []
+        self._stack = contextlib.AsyncExitStack()
         self.outbox: Outbox  # or bridge.state.postgres.PostgresStore (same interface)
         self.leadership: Leadership
         self.panther: PantherClient
@@ -97,6 +96,14 @@ class Bridge:
         self._sync_back_failures = 0
 
     async def __aenter__(self) -> Bridge:
+        """Open the state, the sessions and the parts; whatever a later step fails on, what an
+        earlier one took (the state lock, sessions) is released before the error propagates."""
+        async with contextlib.AsyncExitStack() as stack:
+            await self._open(stack)
+            self._stack = stack.pop_all()
+        return self
+
+    async def _open(self, stack: contextlib.AsyncExitStack) -> None:
         s = self.settings
         panther_token = s.panther.api_token.get_secret_value()
         bigpanda_token = s.bigpanda.api_token.get_secret_value()
@@ -108,19 +115,21 @@ class Bridge:
             scrubber.register([url, urlsplit(url).password])
         namespace = namespace_of(s)
         self.outbox = open_state(s.state, namespace=namespace)
+        stack.callback(self.outbox.close)
         self.leadership = Leadership(
             open_lease(s.state, namespace=namespace), self.outbox, self.metrics, self.health,
             ttl=s.state.lease_ttl,
         )
+        stack.callback(self.leadership.close)
         self.health.state_open = True
-        # One session per target: each trusts its own CAs, and a slow Panther cannot take the
-        # connections BigPanda deliveries need.
-        panther_session = self._new_session(
+        stack.callback(setattr, self.health, "state_open", False)
+        # One session per target (see bridge.http.client_session).
+        panther_session = await stack.enter_async_context(client_session(
             s.panther.api_url, s.panther.ca_bundle, limit=max(8, s.panther.backfill_concurrency)
-        )
-        bigpanda_session = self._new_session(
+        ))
+        bigpanda_session = await stack.enter_async_context(client_session(
             s.bigpanda.api_url, s.bigpanda.ca_bundle, limit=max(8, 2 * s.bigpanda.max_in_flight)
-        )
+        ))
         self.panther = PantherClient(
             panther_session,
             api_url=s.panther.api_url,
@@ -146,6 +155,8 @@ class Bridge:
                 miss_ttl=s.catalog.miss_ttl,
                 fetch_timeout=s.catalog.fetch_timeout,
             )
+            # Detection fetches still in flight must not outlive the session.
+            stack.callback(self.catalog.close)
         filters = AlertFilter.from_settings(s.panther.filters)
         rules = MappingRules.from_config(s.mapping, console_url=s.panther.console_url)
         router = Router.from_config(
@@ -196,7 +207,7 @@ class Bridge:
             max_in_flight=s.bigpanda.max_in_flight,
             policy=self.policy,
             job_timeout=s.bigpanda.job_timeout,
-            shutdown_grace=s.server.shutdown_grace,
+            shutdown_grace=None,  # the service bounds the whole shutdown (_bound_shutdown)
             clock=self.clock,
         )
         self.jobs = JobTracker(
@@ -212,7 +223,6 @@ class Bridge:
         watermark = self.outbox.watermark()
         if watermark is not None:
             self.metrics.watermark.set(watermark)
-        return self
 
     def _wire_sync_back(
         self,
@@ -282,10 +292,8 @@ class Bridge:
                 return interval
             return interval + self.policy.delay(self._sync_back_failures - 1)
 
-        while not stopping.is_set():
+        async for _ in every(delay, stopping):
             await self._unless_stopping(self.sync_back_cycle(), stopping)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), delay())
 
     async def __aexit__(
         self,
@@ -293,33 +301,7 @@ class Bridge:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.catalog is not None:
-            self.catalog.close()  # detection fetches still in flight must not outlive the session
-        for session in self._sessions:
-            await session.close()
-        self._sessions.clear()
-        self.health.state_open = False
-        self.outbox.close()
-        self.leadership.close()
-
-    def _new_session(
-        self, api_url: str, ca_bundle: str | None, *, limit: int
-    ) -> aiohttp.ClientSession:
-        """A client session that verifies certificates (against `ca_bundle` when given) and goes
-        through the proxy HTTP(S)_PROXY / NO_PROXY name for `api_url`.
-
-        The proxy is resolved once here, not per request: aiohttp's `trust_env` looks the proxy
-        and ~/.netrc up again on every request, in a thread each, which cost a tenth of the
-        bridge's CPU during a catch-up.
-        """
-        proxy, proxy_auth = env_proxy(api_url)
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=limit, ssl=tls_context(ca_bundle)),
-            proxy=proxy,
-            proxy_auth=proxy_auth,
-        )
-        self._sessions.append(session)
-        return session
+        await self._stack.aclose()
 
     # -- one Panther cycle -------------------------------------------------------------------------
 
@@ -434,11 +416,7 @@ class Bridge:
         stopping: asyncio.Event,
     ) -> None:
         """Run `cycle` every `delay()` seconds until stopping (the first run after one delay)."""
-        while not stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), delay())
-            if stopping.is_set():
-                return
+        async for _ in every(delay, stopping, first=False):
             await self._unless_stopping(cycle(), stopping)
 
     # -- the service ---------------------------------------------------------------------------
@@ -508,7 +486,7 @@ class Bridge:
         """Head poll, then the late sweep whenever it is due (at start, then by its budget):
         a late alert waits for the next poll, not for a sweep interval."""
         sweep_retry_at = 0.0
-        while not stopping.is_set():
+        async for _ in every(self.poll_delay, stopping):
             await self._unless_stopping(self.poll_cycle(), stopping)
             if (
                 not stopping.is_set()
@@ -518,8 +496,6 @@ class Bridge:
                 await self._unless_stopping(self.sweep_cycle(), stopping)
                 if self.sweep_faults.failures:
                     sweep_retry_at = self.clock() + self.sweep_faults.delay(0.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), self.poll_delay())
 
     def _delivery_backlog(self) -> bool:
         """More events queued than a few rounds of batches: the sweep waits (see sweep_due)."""
@@ -564,18 +540,13 @@ class Bridge:
         self.dispatcher.wake()
 
     async def _housekeeping(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
+        async for _ in every(GAUGE_INTERVAL, stopping):
             with contextlib.suppress(StateError):  # the gauges wait; the loops report it
                 self.refresh_gauges()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), GAUGE_INTERVAL)
 
     async def _checkpoints(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), CHECKPOINT_INTERVAL)
-            if not stopping.is_set():
-                await asyncio.to_thread(self.outbox.checkpoint)
+        async for _ in every(CHECKPOINT_INTERVAL, stopping, first=False):
+            await asyncio.to_thread(self.outbox.checkpoint)
 
     def refresh_gauges(self) -> None:
         counts = self.outbox.backlog()
@@ -674,23 +645,3 @@ class Bridge:
 PROGRESS_EVERY = 5.0  # seconds between two progress reports of a draining `once`/`backfill`
 Progress = Callable[[Mapping[str, int], float], None]
 """Called with the outbox backlog (`pending`, `jobs`) and the seconds left before the timeout."""
-
-
-def env_proxy(url: str) -> tuple[str | None, aiohttp.BasicAuth | None]:
-    """The proxy (and its credentials) HTTP_PROXY / HTTPS_PROXY / NO_PROXY give for `url`;
-    (None, None) to connect directly."""
-    try:
-        proxy, auth = get_env_proxy_for_url(URL(url))
-    except LookupError:
-        return None, None
-    return str(proxy), auth
-
-
-def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
-    """Certificate and host name verification always on; `ca_bundle` replaces the system CAs."""
-    try:
-        return ssl.create_default_context(cafile=ca_bundle)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            [f"ca_bundle {ca_bundle}: cannot load CA certificates ({exc}): give a PEM file"]
-        ) from exc
