@@ -32,6 +32,7 @@ import aiohttp
 import orjson
 
 from bridge.errors import ConfigError
+from bridge.http import client_session
 from bridge.panther.client import API_URL_HINT
 
 __all__ = ["Check", "Doctor", "run_doctor"]
@@ -170,7 +171,7 @@ class Doctor:
     async def check_panther(self) -> None:
         p = self.settings.panther
         headers = {"X-API-Key": p.api_token.get_secret_value(), "Accept": "application/json"}
-        async with _session(p.api_url, p.ca_bundle) as session:
+        async with client_session(p.api_url, p.ca_bundle, limit=4) as session:
 
             async def get(path: str, params: dict[str, str] | None = None) -> _Answer:
                 return await _request(session, "GET", p.api_url + path, headers, params, p.timeout)
@@ -304,7 +305,7 @@ class Doctor:
             "Authorization": f"Bearer {b.api_token.get_secret_value()}",
             "Content-Type": "application/json",
         }
-        async with _session(b.api_url, b.ca_bundle) as session:
+        async with client_session(b.api_url, b.ca_bundle, limit=4) as session:
             # An empty batch: invalid, so it creates nothing, and what refuses it tells us whether
             # the token was refused first.
             probe = orjson.dumps({"app_key": b.app_key, "alerts": []})
@@ -421,7 +422,7 @@ class Doctor:
             return
         headers = {"Authorization": f"Bearer {_secret(api_key)}", "Accept": "application/json"}
         url = base + "/resources/v2.0/environments"
-        async with _session(base, b.ca_bundle) as session:
+        async with client_session(base, b.ca_bundle, limit=4) as session:
             answer = await _request(session, "GET", url, headers, None, b.timeout)
         self._clock("BigPanda", answer)
         if answer.status in (401, 403):
@@ -581,30 +582,6 @@ def _state_path_check(path: Path) -> Check:
             "make the directory writable by this user, or set state.path elsewhere",
         )
     return Check(PASS, "state", f"{path} writable{created}")
-
-
-class _session:  # lowercase: read as a function, `async with _session(...)`
-    """A client session like the service's: verified TLS (ca_bundle), proxy from the environment."""
-
-    def __init__(self, api_url: str, ca_bundle: str | None) -> None:
-        self._api_url = api_url
-        self._ca_bundle = ca_bundle
-        self._session: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self) -> aiohttp.ClientSession:
-        from bridge.service import env_proxy, tls_context
-
-        proxy, proxy_auth = env_proxy(self._api_url)
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=tls_context(self._ca_bundle)),
-            proxy=proxy,
-            proxy_auth=proxy_auth,
-        )
-        return self._session
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._session is not None:
-            await self._session.close()
 
 
 async def _request(
