@@ -141,6 +141,15 @@ class Metrics:
             registry=r,
         )
 
+        # Alerts whose createdAt is ahead of this host's clock (beyond the skew allowance):
+        # delivered, but the watermark does not follow them.
+        self.alerts_from_future = Counter(
+            "bridge_alerts_from_future_total",
+            "Alerts created (by their createdAt) further in the future than the clock skew"
+            " allows: delivered, counted once each; the watermark stays at now.",
+            registry=r,
+        )
+
         # State trouble (disk full, a damaged file, ...), beyond DESIGN.md's contract list.
         self.state_errors = Counter(
             "bridge_state_errors_total",

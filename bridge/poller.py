@@ -583,6 +583,7 @@ class Poller:
         if len(self._future_ids) >= 10_000:
             self._future_ids.pop(next(iter(self._future_ids)))
         self._future_ids[alert_id] = None
+        self._metrics.alerts_from_future.inc()
         log.warning(
             "alert.created_in_future", alert_id=alert_id,
             ahead_seconds=round(created - observed, 1),

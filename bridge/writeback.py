@@ -4,8 +4,9 @@ Write-backs are outbox events of their own kinds (`bridge.sync_back`), so they h
 path's guarantees: durable, retried with the shared `RetryPolicy` (a time stored with the event,
 not a sleep), dead-lettered with the reason on a permanent error (visible in `bridge dlq`), and
 marked sent in the commit after Panther's answer. A crash between the answer and that commit
-writes the same status (no change: the alert has it) or comment again on restart: once in effect
-for statuses; a comment can repeat only in that window.
+leaves the write-back pending: a status is written again (no change: the alert has it), and a
+comment is first looked for among the alert's comments by this token (`GET /alert-comments`), so
+it is not posted twice: once in effect for both.
 
 Status write-backs due together are grouped by target status into `PATCH /alerts` calls of at
 most 25 ids; comments are one `POST /alert-comments` each. Nothing is written before the bridge
@@ -143,13 +144,34 @@ class WriteBack:
 
     async def _comment(self, event: PendingEvent) -> int:
         payload = orjson.loads(event.payload)
+        body = str(payload["body"])
         try:
-            await self._writes.add_comment(event.alert_id, str(payload["body"]))
+            if await self._already_commented(event.alert_id, body):
+                self._outbox.mark_sent([event.id], now=self._clock())
+                self._metrics.writebacks.labels(
+                    kind=KIND_COMMENT, outcome="skipped_already_written"
+                ).inc()
+                log.info("writeback.comment_already_written", alert_id=event.alert_id)
+                return 1
+            await self._writes.add_comment(event.alert_id, body)
         except BridgeError as exc:
             self._failed([event], exc)
             return 0
         self._done([event], KIND_COMMENT)
         return 1
+
+    async def _already_commented(self, alert_id: str, body: str) -> bool:
+        """Whether this token already left this comment on the alert (written before a crash
+        kept the bridge from recording it): comments are few, so one listing each is cheap."""
+        for comment in await self._writes.list_comments(alert_id):
+            author = comment.get("createdBy")
+            if (
+                comment.get("body") == body
+                and isinstance(author, dict)
+                and author.get("id") in self._own
+            ):
+                return True
+        return False
 
     def _done(self, events: Sequence[PendingEvent], kind: str) -> None:
         self._outbox.mark_sent([e.id for e in events], now=self._clock())

@@ -45,9 +45,13 @@ E2E_MODULES = frozenset({
     "test_crash",
     "test_delivery_e2e",
     "test_dlq_cli",
+    "test_ha",
+    "test_hostile_panther",
     "test_integration",
+    "test_late_alerts",
     "test_lifecycle",
     "test_metrics_exposed",
+    "test_two_way",
 })
 
 

@@ -71,6 +71,29 @@ class TestWriter:
         assert queued(rig.outbox) == []
         assert await rig.writer.step() == 0  # nothing written twice
 
+    async def test_a_comment_written_before_a_crash_is_not_posted_again(self, rig: Rig) -> None:
+        """Panther took the comment but the bridge died before recording it: on the next round
+        the write-back is still pending, and the comment this token left is found instead."""
+        alert_id = rig.sim.generate(1)[0]["id"]
+        rig.outbox.record([comment_event(alert_id, "resolved by the NOC")])
+        real = rig.writer._writes.add_comment
+
+        async def answer_then_crash(alert: str, body: str) -> object:
+            await real(alert, body)
+            raise asyncio.CancelledError  # the process stops before the commit
+
+        rig.writer._writes.add_comment = answer_then_crash  # type: ignore[method-assign]
+        with pytest.raises(asyncio.CancelledError):
+            await rig.writer.step()
+        assert queued(rig.outbox) == [alert_id], "not recorded: still pending"
+        rig.writer._writes.add_comment = real  # type: ignore[method-assign]
+        assert await rig.writer.step() == 1
+        assert rig.sim.writes.comments_on(alert_id) == ["resolved by the NOC"]
+        assert queued(rig.outbox) == []
+        assert rig.metrics.registry.get_sample_value(
+            "bridge_writebacks_total", {"kind": KIND_COMMENT, "outcome": "skipped_already_written"}
+        ) == 1
+
     async def test_unknown_alert_is_dead_lettered_alone(self, rig: Rig) -> None:
         ids = [a["id"] for a in rig.sim.generate(3)]
         rig.outbox.record([status_event(i) for i in [ids[0], "f" * 32, ids[1]]]
