@@ -139,10 +139,19 @@ class Doctor:
                 )
             )
             return
+        from bridge.state import namespace_of
+        from bridge.state.postgres_schema import schema_name
+
+        schema = schema_name(namespace_of(self.settings))
         try:
             with psycopg.connect(url, connect_timeout=5) as conn:
+                # The bridge keeps its tables in a schema of its own (one per namespace): it
+                # needs CREATE on the database until that schema exists, then rights in it.
                 row = conn.execute(
-                    "SELECT has_schema_privilege(current_schema(), 'CREATE')"
+                    "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)"
+                    " THEN has_schema_privilege(%s, 'USAGE,CREATE')"
+                    " ELSE has_database_privilege(current_database(), 'CREATE') END",
+                    (schema, schema),
                 ).fetchone()
         except Exception as exc:  # any driver error is the answer to report
             self.report(
@@ -155,14 +164,18 @@ class Doctor:
             )
             return
         if row and row[0]:
-            self.report(Check(PASS, "state", f"{where} reachable, may create its tables"))
+            self.report(
+                Check(PASS, "state", f"{where} reachable, may keep its tables in {schema}")
+            )
         else:
             self.report(
                 Check(
                     FAIL,
                     "state",
-                    f"{where} reachable, but the user may not create tables in its schema",
-                    "GRANT CREATE ON SCHEMA <schema> TO <user>, or use a database it owns",
+                    f"{where} reachable, but the user may not create schema {schema} or its"
+                    " tables",
+                    f"GRANT CREATE ON DATABASE <database> TO <user> (or, once {schema} exists,"
+                    f" GRANT USAGE, CREATE ON SCHEMA {schema}), or use a database it owns",
                 )
             )
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bridge.config import load_config
 from bridge.doctor import Doctor
@@ -335,3 +336,33 @@ class TestSimulatorOptions:
         finally:
             proc.terminate()
             await proc.wait()
+
+
+class TestPostgresState:
+    """With `state.url`, the state line says whether PostgreSQL answers and lets the bridge keep
+    its tables there."""
+
+    def settings_for(self, rig: Rig, url: str, namespace: str) -> Any:
+        path = rig.write_config()
+        doc = yaml.safe_load(path.read_text())
+        doc["state"] = {"url": url, "namespace": namespace}
+        path.write_text(yaml.safe_dump(doc))
+        return load_config(path, environ={})
+
+    async def test_reachable_with_rights(
+        self, rig: Rig, postgres_url: str, pg_namespace: str
+    ) -> None:
+        lines: list[str] = []
+        settings = self.settings_for(rig, postgres_url, pg_namespace)
+        assert await Doctor(settings, out=lines.append).run()
+        assert line(lines, "state").startswith("✓ ")
+        assert f"bridge_{pg_namespace}" in line(lines, "state")
+
+    async def test_unreachable_server(self, rig: Rig, pg_namespace: str) -> None:
+        lines: list[str] = []
+        url = "postgresql://bridge:hunter2-secret@127.0.0.1:1/bridge"
+        settings = self.settings_for(rig, url, pg_namespace)
+        assert not await Doctor(settings, out=lines.append).run()
+        text = line(lines, "state")
+        assert text.startswith("✗ ") and "check state.url" in text
+        assert "hunter2-secret" not in "\n".join(lines)
