@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Test processes: most tests wait on sockets and subprocesses, so a few run well beside each other
+# even on two cores.
+TEST_WORKERS ?= 3
 
 .PHONY: demo test lint bench clean
 
@@ -16,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/bridge demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check bridge tests bench

@@ -110,7 +110,7 @@ def _settled(config: Path) -> bool:
     return busy == 0 and counts["dead_letters"] == 0
 
 
-LATE_SECONDS = 40.0
+LATE_SECONDS = 60.0  # a minute of kills, as a crash loop or a rolling deploy gives
 
 
 async def test_sigkill_loop_with_late_alerts_loses_none(tmp_path: Path) -> None:
@@ -159,5 +159,5 @@ async def test_sigkill_loop_with_late_alerts_loses_none(tmp_path: Path) -> None:
         delivered = rig.delivered()
         assert set(delivered) == expected, f"lost: {len(expected - set(delivered))}"
         assert max(delivered.values()) == 1
-        assert kills >= 8
+        assert kills >= 12
         print(f"{kills} kills, {len(made)} alerts ({len(late)} late), all delivered once")
