@@ -80,7 +80,7 @@ def write_config(workdir: Path, name: str, sims, *, state: dict[str, str]) -> Pa
         panther=sims.urls["panther"], panther_token=PANTHER_TOKEN,
         bigpanda=sims.urls["bigpanda"], bigpanda_token=BIGPANDA_TOKEN, app_key=APP_KEY,
         state="PLACEHOLDER", port=free_port(), poll_interval=f"{POLL_INTERVAL:g}s",
-        lookback="2h", max_backoff="5m",
+        lookback="2h", max_backoff="5m", panther_extra="",
     )
     block = "".join(f"  {k}: {v}\n" for k, v in state.items())
     text = text.replace("state:\n  path: PLACEHOLDER\n", "state:\n" + block)

@@ -149,3 +149,37 @@ def test_once_and_backfill_are_refused_while_a_replica_leads(
         assert "cannot run beside `bridge run`" in capsys.readouterr().err
     finally:
         lease.close()
+
+
+def test_a_burst_refreshes_the_planner_statistics_so_due_walks_the_queue_in_order(
+    postgres_url: str, pg_namespace: str
+) -> None:
+    """After a burst, stale statistics make `due` sort the whole queue each time; the store
+    analyzes once the queue has grown past what the statistics describe."""
+    from bridge.outbox import NewEvent
+
+    def events(start: int, n: int) -> list[NewEvent]:
+        return [
+            NewEvent(f"a{i}:alert", f"a{i}", "alert", "critical", "k", b"{}", float(i))
+            for i in range(start, start + n)
+        ]
+
+    box = PostgresStore.open(postgres_url, pg_namespace)
+    try:
+        def planner_rows() -> float:
+            return box._read(
+                "SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
+                (f"{box.schema}.queue",),
+            )[0][0]
+
+        box.record(events(0, 300))
+        assert planner_rows() <= 0  # never analyzed: PostgreSQL does not know the table yet
+        box.record(events(300, 900))
+        assert planner_rows() == 1200
+        box.record(events(1200, 600))  # the queue has not doubled: the statistics still hold
+        assert planner_rows() == 1200
+        box.record(events(1800, 700))
+        assert planner_rows() == 2500
+        assert [e.alert_id for e in box.due(3, now=0)] == ["a0", "a1", "a2"]
+    finally:
+        box.close()

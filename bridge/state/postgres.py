@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+import structlog
 
 from bridge.errors import FencedError, StateError
 from bridge.outbox import (
@@ -39,6 +40,11 @@ from bridge.outbox import (
     TrackedAlert,
 )
 from bridge.state.postgres_schema import SCHEMA_VERSION, migrate, schema_name
+
+
+ANALYZE_AFTER_ROWS = 1000  # queued rows after which fresh planner statistics pay for themselves
+
+log = structlog.get_logger("bridge.state")
 
 
 def redact_url(url: str) -> str:
@@ -148,6 +154,11 @@ class PostgresStore:
         self.schema = schema
         self.path = conn.shown  # what logs show for "state" (never the password)
         self._fence: Fence | None = None
+        # Rows queued since the planner's statistics were last refreshed, and the queue's size
+        # then: a burst that multiplies the queue makes stale statistics pick a plan that sorts
+        # the whole queue on every `due` (tens of milliseconds instead of a fraction of one).
+        self._unanalyzed = 0
+        self._analyzed_size = 0
         s = schema
         self._q_fence = (
             f"SELECT 1 FROM {s}.lease WHERE id = 1 AND term = %s AND holder = %s FOR SHARE"
@@ -313,6 +324,7 @@ class PostgresStore:
                         " SELECT * FROM unnest(%s::bigint[], %s::bytea[])",
                         ([i for i, _ in pairs], [ev.payload for _, ev in pairs]),
                     )
+                    self._unanalyzed += len(pairs)
             for rej in rejected:
                 cur.execute(
                     f"INSERT INTO {s}.events (id, dedup_key, alert_id, kind, bp_status, app_key,"
@@ -331,13 +343,21 @@ class PostgresStore:
                          rej.reason, rej.detail, rej.event_time, now),
                     )
             if track:
-                cur.executemany(
+                # One statement for the batch; a row given twice keeps the last, as row-by-row
+                # upserts would (one INSERT may not update the same row twice).
+                rows = list({(t.created_at, t.alert_id): t for t in track}.values())
+                cur.execute(
                     f"INSERT INTO {s}.tracked (alert_id, created_at, status, transitions, alert,"
-                    " event_count) VALUES (%s, %s, %s, %s, %s, %s)"
+                    " event_count) SELECT * FROM unnest(%s::text[], %s::float8[], %s::text[],"
+                    " %s::int[], %s::bytea[], %s::int[])"
                     " ON CONFLICT (created_at, alert_id) DO UPDATE SET"
                     " status = excluded.status, transitions = excluded.transitions,"
                     " alert = excluded.alert, event_count = excluded.event_count",
-                    [tuple(t) for t in track],
+                    (
+                        [t.alert_id for t in rows], [t.created_at for t in rows],
+                        [t.status for t in rows], [t.transitions for t in rows],
+                        [t.alert for t in rows], [t.event_count for t in rows],
+                    ),
                 )
             if untrack:
                 cur.executemany(
@@ -352,7 +372,24 @@ class PostgresStore:
                     " < CAST(excluded.value AS DOUBLE PRECISION)",
                     (watermark_key, repr(float(watermark))),
                 )
+        if self._unanalyzed >= max(ANALYZE_AFTER_ROWS, self._analyzed_size):
+            self._refresh_statistics()
         return fresh
+
+    def _refresh_statistics(self) -> None:
+        """ANALYZE the queue and its events now rather than when autovacuum next wakes (up to
+        a minute later, after a burst): PostgreSQL's own advice after a bulk load. Best effort:
+        a failure only costs speed, so it is logged once and the counters start over."""
+        s = self.schema
+        self._unanalyzed = 0
+        try:
+            with self._db.errors():
+                conn = self._db.get()
+                conn.execute(f"ANALYZE {s}.queue, {s}.events")
+                self._analyzed_size = conn.execute(f"SELECT count(*) FROM {s}.queue").fetchone()[0]
+        except (StateError, psycopg.Error) as exc:
+            self._analyzed_size = 1 << 62  # do not try again in this process
+            log.warning("state.analyze_failed", schema=s, error=str(exc)[:300])
 
     def known(self, dedup_keys: Iterable[str]) -> set[str]:
         keys = list(dedup_keys)
