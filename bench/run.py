@@ -58,6 +58,14 @@ TARGETS: dict[str, tuple[str, float]] = {
     "outage.bridge_peak_rss_mb": ("<=", 120.0),
     "catchup.bridge_cpu_seconds_per_10k": ("<=", 1.0),
     "normalizer.alerts_per_second": (">=", 20_000.0),
+    # Late-visible alerts: delivered within 2 x poll_interval + 1 s of becoming listable; the
+    # sweep within the default panther.sweep_share; a catch-up's requests follow its alerts.
+    "late.p99_seconds": ("<=", 2 * POLL_INTERVAL + 1.0),
+    "late.max_seconds": ("<=", 2 * POLL_INTERVAL + 1.0),
+    "steady.sweep_request_share": ("<=", 0.25),
+    "late.catchup_137_list_requests": ("<=", 21.0),
+    # High availability: PostgreSQL keeps at least half SQLite's catch-up rate.
+    "ha.postgresql_over_sqlite": (">=", 0.5),
 }
 
 CONFIG_TEMPLATE = """\
@@ -765,6 +773,14 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         row("normalizer, bench/normalizer.py (alerts/s)",
             "normalizer_external.alerts_per_second", "{:,.0f}"),
         row("backfill, bench/backfill.py (alerts/s)", "backfill.alerts_per_second", "{:,.0f}"),
+        row("HA: catch-up on SQLite, bench/ha.py (alerts/s)",
+            "ha.catchup_sqlite.alerts_per_second", "{:,.0f}"),
+        row("HA: catch-up on PostgreSQL (alerts/s)",
+            "ha.catchup_postgresql.alerts_per_second", "{:,.0f}"),
+        row("HA: ratio PostgreSQL / SQLite", "ha.postgresql_over_sqlite", "{:.2f}x"),
+        row("HA: failover, leader SIGKILLed -> standby leads (median s)",
+            "ha.failover.median_seconds", "{:.2f}"),
+        row("HA: failover (max s)", "ha.failover.max_seconds", "{:.2f}"),
     ]
 
 
