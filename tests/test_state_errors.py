@@ -171,7 +171,7 @@ class TestLockFile:
                 raise PermissionError(13, "Permission denied", str(file))
             return real_open(file, flags, *args, **kwargs)
 
-        monkeypatch.setattr("bridge.outbox.os.open", refusing_open)
+        monkeypatch.setattr("bridge.state.sqlite_errors.os.open", refusing_open)
         with pytest.raises(StateAccessError) as info:
             Outbox.open(path)
         text = str(info.value)
@@ -189,7 +189,7 @@ class TestLockFile:
                 raise PermissionError(13, "Permission denied", str(file))
             return real_open(file, flags, *args, **kwargs)
 
-        monkeypatch.setattr("bridge.outbox.os.open", refusing_open)
+        monkeypatch.setattr("bridge.state.sqlite_errors.os.open", refusing_open)
         with pytest.raises(StateAccessError, match="cannot create lock file"):
             Outbox.open(path)
 

@@ -1,7 +1,9 @@
 """The bridge's durable state: the embedded SQLite file (default) or PostgreSQL (`state.url`).
 
-`open_state` returns either backend behind one interface (the SQLite `Outbox`'s): PostgreSQL is
-what lets several replicas share the state, one of them leading (bridge/leadership.py).
+`open_state` returns either backend behind one interface: the SQLite `Outbox` (sqlite.py, its
+layout in sqlite_schema.py) or the `PostgresStore` (postgres.py, postgres_schema.py), both storing
+and returning the records of records.py. PostgreSQL is what lets several replicas share the
+state, one of them leading (lease.py, bridge/leadership.py).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def open_state(state: StateSettings, *, namespace: str, exclusive: bool = True) 
     """Open the configured state: an `Outbox` (SQLite) or a `PostgresStore`."""
     url = state_url(state)
     if url is None:
-        from bridge.outbox import Outbox
+        from bridge.state.sqlite import Outbox
 
         return Outbox.open(state.path, exclusive=exclusive)
     try:

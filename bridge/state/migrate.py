@@ -42,7 +42,7 @@ def migrate_sqlite(source: str | Path, url: str, namespace: str, *, batch: int =
     source = Path(source)
     if not source.is_file():
         raise StateError(f"--from {source}: no such state file")
-    from bridge.outbox import Outbox
+    from bridge.state.sqlite import Outbox
 
     # Opening through the outbox first upgrades an old file to the current layout.
     Outbox.open(source, exclusive=True).close()

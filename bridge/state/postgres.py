@@ -26,7 +26,8 @@ import psycopg
 import structlog
 
 from bridge.errors import FencedError, StateError
-from bridge.outbox import (
+from bridge.state.postgres_schema import SCHEMA_VERSION, migrate, schema_name
+from bridge.state.records import (
     DEAD,
     IN_JOB,
     PENDING,
@@ -39,8 +40,6 @@ from bridge.outbox import (
     Rejected,
     TrackedAlert,
 )
-from bridge.state.postgres_schema import SCHEMA_VERSION, migrate, schema_name
-
 
 ANALYZE_AFTER_ROWS = 1000  # queued rows after which fresh planner statistics pay for themselves
 
@@ -305,7 +304,7 @@ class PostgresStore:
                 cur.execute(
                     f"INSERT INTO {s}.events (id, dedup_key, alert_id, kind, bp_status, app_key,"
                     " event_time, recorded_at, state)"
-                    " SELECT i, d, a, k, b, ak, t, %s, 'pending' FROM unnest("
+                    f" SELECT i, d, a, k, b, ak, t, %s, '{PENDING}' FROM unnest("
                     "%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
                     " %s::float8[]) AS u(i, d, a, k, b, ak, t) ORDER BY i"
                     " ON CONFLICT (dedup_key) DO NOTHING RETURNING id",
@@ -493,8 +492,8 @@ class PostgresStore:
         s = self.schema
         with self._tx() as cur:
             cur.execute(
-                f"UPDATE {s}.events SET state = 'sent', done_at = %s"
-                " WHERE id = ANY(%s) AND state IN ('pending', 'job')",
+                f"UPDATE {s}.events SET state = '{SENT}', done_at = %s"
+                f" WHERE id = ANY(%s) AND state IN ('{PENDING}', '{IN_JOB}')",
                 (now, ids),
             )
             cur.execute(f"DELETE FROM {s}.queue WHERE id = ANY(%s)", (ids,))
@@ -516,7 +515,8 @@ class PostgresStore:
                 (counted, next_attempt_at, error[:2000], bool(counted), now, ids),
             )
             cur.execute(
-                f"UPDATE {s}.events SET state = 'pending' WHERE id = ANY(%s) AND state = 'job'",
+                f"UPDATE {s}.events SET state = '{PENDING}'"
+                f" WHERE id = ANY(%s) AND state = '{IN_JOB}'",
                 (ids,),
             )
 
@@ -545,7 +545,7 @@ class PostgresStore:
             if moved:
                 cur.execute(f"DELETE FROM {s}.queue WHERE id = ANY(%s)", (moved,))
                 cur.execute(
-                    f"UPDATE {s}.events SET state = 'dead', done_at = %s WHERE id = ANY(%s)",
+                    f"UPDATE {s}.events SET state = '{DEAD}', done_at = %s WHERE id = ANY(%s)",
                     (now, moved),
                 )
         return len(moved)
@@ -570,7 +570,8 @@ class PostgresStore:
                 (job_id, ids),
             )
             cur.execute(
-                f"UPDATE {s}.events SET state = 'job' WHERE id = ANY(%s) AND state = 'pending'",
+                f"UPDATE {s}.events SET state = '{IN_JOB}'"
+                f" WHERE id = ANY(%s) AND state = '{PENDING}'",
                 (ids,),
             )
         return int(job_id)
@@ -606,7 +607,7 @@ class PostgresStore:
             ids = [r[0] for r in cur.fetchall()]
             if done:
                 cur.execute(
-                    f"UPDATE {s}.events SET state = 'sent', done_at = %s WHERE id = ANY(%s)",
+                    f"UPDATE {s}.events SET state = '{SENT}', done_at = %s WHERE id = ANY(%s)",
                     (now, ids),
                 )
                 cur.execute(f"DELETE FROM {s}.queue WHERE job_id = %s", (job_id,))
@@ -618,7 +619,7 @@ class PostgresStore:
                     (retry_at, error[:2000], now, job_id),
                 )
                 cur.execute(
-                    f"UPDATE {s}.events SET state = 'pending' WHERE id = ANY(%s)", (ids,)
+                    f"UPDATE {s}.events SET state = '{PENDING}' WHERE id = ANY(%s)", (ids,)
                 )
             cur.execute(f"DELETE FROM {s}.jobs WHERE id = %s", (job_id,))
         return ids
@@ -668,7 +669,7 @@ class PostgresStore:
                     )
                     continue
                 cur.execute(
-                    f"UPDATE {s}.events SET state = 'pending', done_at = NULL"
+                    f"UPDATE {s}.events SET state = '{PENDING}', done_at = NULL"
                     " WHERE dedup_key = %s RETURNING id",
                     (dedup_key,),
                 )
@@ -725,11 +726,13 @@ class PostgresStore:
             f" (SELECT count(*) FROM {s}.queue WHERE job_id IS NOT NULL),"
             f" (SELECT count(*) FROM {s}.dead_letters), (SELECT count(*) FROM {s}.jobs)"
         )[0]
-        return {PENDING: queued - in_jobs, IN_JOB: in_jobs, "dead_letters": dead, "jobs": jobs}
+        return {
+            str(PENDING): queued - in_jobs, str(IN_JOB): in_jobs, "dead_letters": dead, "jobs": jobs
+        }
 
     def counts(self) -> dict[str, int]:
         s = self.schema
-        out = {PENDING: 0, IN_JOB: 0, SENT: 0, DEAD: 0}
+        out = {str(state): 0 for state in (PENDING, IN_JOB, SENT, DEAD)}
         for state, n in self._read(f"SELECT state, count(*) FROM {s}.events GROUP BY state"):
             out[state] = n
         dead, jobs = self._read(
