@@ -1,7 +1,11 @@
 """Panther alert (+ detection, + saved queries) -> one BigPanda alert event.
 
-A pure function: no I/O and no clock reads (the observation time of a status change is passed in),
-so it is trivially testable and fast. Every constraint BigPanda puts on a payload
+A deterministic function: no I/O and no clock reads (the observation time of a status change is
+passed in), the same arguments always give the same payload, so it is trivially testable. To be
+fast it memoizes one thing, the tags a catalog detection alone decides (`_detection_tags`): the
+memo holds the detection object itself and is checked by identity, so what it returns never
+differs from computing afresh (the catalog replaces detections, never mutates them). Every
+constraint BigPanda puts on a payload
 (shared/api/BIGPANDA.md) is enforced here and nowhere else, so the output is valid by construction:
 a non-empty primary property, `timestamp` an int of epoch seconds, `description` <= 2048 chars, tag
 names `[a-z][a-z0-9_-]{0,63}` without collisions, values strings / ints / flat arrays of them
