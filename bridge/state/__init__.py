@@ -65,6 +65,6 @@ def shown_state(state: StateSettings) -> str:
     url = state_url(state)
     if url is None:
         return str(state.path)
-    from bridge.state.postgres import redact_url
+    from bridge.state.postgres_connection import redact_url
 
     return redact_url(url)

@@ -15,7 +15,7 @@ import socket
 from dataclasses import dataclass
 from datetime import datetime
 
-from bridge.state.postgres import Connection
+from bridge.state.postgres_connection import Connection
 from bridge.state.postgres_schema import schema_name
 
 
