@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from bench.common import print_result
 from bridge.mapping import MappingRules
 from bridge.normalize import EVENT_ALERT, Invalid, normalize
 from bridge.sim.panther import PantherSimulator
@@ -87,13 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     n, rounds = (2_000, 2) if args.quick else (args.alerts, args.rounds)
     rules = MappingRules(console_url="https://bench.runpanther.net")
     result = measure(n, rounds, rules)
-    print(
+    return print_result(
         f"normalizer: {result['alerts_per_s']:,} alerts/s on one core "
         f"({result['us_per_alert']} us/alert, best of {rounds} rounds of {n:,} simulator alerts, "
-        f"{result['invalid']} invalid, Python {sys.version.split()[0]})"
+        f"{result['invalid']} invalid, Python {sys.version.split()[0]})",
+        result,
     )
-    print(orjson.dumps(result).decode())
-    return 0
 
 
 if __name__ == "__main__":
