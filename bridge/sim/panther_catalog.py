@@ -248,6 +248,15 @@ QUERIES: list[JSON] = [
     },
 ]
 
+# What the simulator serves under GET /<kind>, in the order it registers the routes.
+OBJECTS: dict[str, list[JSON]] = {
+    "rules": RULES,
+    "scheduled-rules": SCHEDULED_RULES,
+    "policies": POLICIES,
+    "simple-rules": SIMPLE_RULES,
+    "queries": QUERIES,
+}
+
 # --- alert flavours -------------------------------------------------------------------------
 # Each returns (title, context) for one alert of its detection; drawn from the simulator's seeded
 # Random so that a seed reproduces the same alerts.
