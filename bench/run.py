@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import gc
 import importlib.util
 import os
 import platform
@@ -582,33 +581,17 @@ def scenario_normalizer(opts: Options) -> dict[str, Any]:
     the figure is about one core's work. The input set is frozen out of the collector's way,
     as a page of 50 alerts would be.
     """
-    from bridge.normalize import EVENT_ALERT, Invalid, MappingRules, normalize
+    from bench.normalizer import best_round
+    from bridge.normalize import MappingRules
     from bridge.sim.panther import PantherSimulator
 
     n = opts.normalizer_alerts
     say(f"normalizer: {n} simulator alerts")
     sim = PantherSimulator()
-    # Through JSON and back, as the poller gets them off the wire.
+    # Through JSON and back, as the poller gets them off the wire; no catalog enrichment.
     alerts = orjson.loads(orjson.dumps(sim.generate(n, spacing=1.0)))
     rules = MappingRules(console_url="https://bench.runpanther.net")
-    observed = int(time.time())
-    best = float("inf")
-    invalid = 0
-    gc.collect()
-    gc.freeze()
-    try:
-        for _ in range(5):
-            invalid = 0
-            started = time.process_time()
-            for raw in alerts:
-                out = normalize(raw, kind=EVENT_ALERT, observed_at=observed, rules=rules)
-                if isinstance(out, Invalid):
-                    invalid += 1
-                else:
-                    orjson.dumps(out)
-            best = min(best, time.process_time() - started)
-    finally:
-        gc.unfreeze()
+    best, invalid = best_round([(raw, (None, [])) for raw in alerts], 5, rules)
     return {
         "source": "inline (bench/run.py)",
         "alerts": n,
@@ -665,6 +648,56 @@ def lookup(results: dict[str, Any], key: str) -> Any:
     return node
 
 
+# The table, in its order: (figure, results key, format). `{pagers}` and `{other}` in a figure
+# stand for the pagers of the two ceiling runs.
+FIGURES: list[tuple[str, str, str]] = [
+    ("catch-up: bridge (alerts/s)", "catchup.bridge.alerts_per_second", "{:,.0f}"),
+    ("catch-up: bridge (s for all)", "catchup.bridge.seconds", "{:.1f}"),
+    ("catch-up: naive (alerts/s)", "catchup.naive.alerts_per_second", "{:,.1f}"),
+    ("catch-up: ceiling, {pagers} pagers as the bridge (alerts/s)",
+     "catchup.ceiling.alerts_per_second", "{:,.0f}"),
+    ("catch-up: ceiling, {other} pager(s) (alerts/s)",
+     "catchup.ceiling_other.alerts_per_second", "{:,.0f}"),
+    ("ratio bridge / naive", "catchup.bridge_over_naive", "{:.1f}x"),
+    ("ratio bridge / ceiling", "catchup.bridge_over_ceiling", "{:.2f}x"),
+    ("ratio ceiling with {other} pager(s) / naive", "catchup.ceiling_other_over_naive",
+     "{:.1f}x"),
+    ("steady: p50 latency (s)", "steady.p50_seconds", "{:.2f}"),
+    ("steady: p99 latency (s)", "steady.p99_seconds", "{:.2f}"),
+    ("steady: max latency (s)", "steady.max_seconds", "{:.2f}"),
+    ("steady: sweep share of Panther requests (at most panther.sweep_share)",
+     "steady.sweep_request_share", "{:.0%}"),
+    ("late alerts: p99 listable -> delivered (s; bound 2 x poll + 1)",
+     "late.p99_seconds", "{:.2f}"),
+    ("late alerts: max listable -> delivered (s)", "late.max_seconds", "{:.2f}"),
+    ("list requests, catch-up of 137 alerts / 30 min (bound 21)",
+     "late.catchup_137_list_requests", "{:,.0f}"),
+    ("list requests, catch-up of the catch-up scenario's alerts",
+     "catchup.bridge.list_requests", "{:,.0f}"),
+    ("peak RSS, catch-up (MB)", "catchup.bridge_peak_rss_mb", "{:.1f}"),
+    ("peak RSS, outage queue (MB)", "outage.bridge_peak_rss_mb", "{:.1f}"),
+    ("outage: intake while BigPanda is down (alerts/s)",
+     "outage.intake_alerts_per_second", "{:,.0f}"),
+    ("outage: drain after recovery (s)", "outage.drain_seconds_after_outage", "{:.1f}"),
+    ("CPU-s per 10k alerts (catch-up)", "catchup.bridge_cpu_seconds_per_10k", "{:.2f}"),
+    ("CPU-s per 10k, incl. startup",
+     "catchup.bridge.cpu_seconds_per_10k_with_startup", "{:.2f}"),
+    ("CPU-s per 10k, ceiling client", "catchup.ceiling.cpu_seconds_per_10k", "{:.2f}"),
+    ("normalizer (alerts/s)", "normalizer.alerts_per_second", "{:,.0f}"),
+    ("normalizer, bench/normalizer.py (alerts/s)",
+     "normalizer_external.alerts_per_second", "{:,.0f}"),
+    ("backfill, bench/backfill.py (alerts/s)", "backfill.alerts_per_second", "{:,.0f}"),
+    ("HA: catch-up on SQLite, bench/ha.py (alerts/s)",
+     "ha.catchup_sqlite.alerts_per_second", "{:,.0f}"),
+    ("HA: catch-up on PostgreSQL (alerts/s)",
+     "ha.catchup_postgresql.alerts_per_second", "{:,.0f}"),
+    ("HA: ratio PostgreSQL / SQLite", "ha.postgresql_over_sqlite", "{:.2f}x"),
+    ("HA: failover, leader SIGKILLed -> standby leads (median s)",
+     "ha.failover.median_seconds", "{:.2f}"),
+    ("HA: failover (max s)", "ha.failover.max_seconds", "{:.2f}"),
+]
+
+
 def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The table: every figure with its target (if any) and whether it was met."""
 
@@ -686,52 +719,8 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     pagers = lookup(results, "catchup.pagers") or "same"
     other = lookup(results, "catchup.ceiling_other.slices") or "other"
-    return [
-        row("catch-up: bridge (alerts/s)", "catchup.bridge.alerts_per_second", "{:,.0f}"),
-        row("catch-up: bridge (s for all)", "catchup.bridge.seconds", "{:.1f}"),
-        row("catch-up: naive (alerts/s)", "catchup.naive.alerts_per_second", "{:,.1f}"),
-        row(f"catch-up: ceiling, {pagers} pagers as the bridge (alerts/s)",
-            "catchup.ceiling.alerts_per_second", "{:,.0f}"),
-        row(f"catch-up: ceiling, {other} pager(s) (alerts/s)",
-            "catchup.ceiling_other.alerts_per_second", "{:,.0f}"),
-        row("ratio bridge / naive", "catchup.bridge_over_naive", "{:.1f}x"),
-        row("ratio bridge / ceiling", "catchup.bridge_over_ceiling", "{:.2f}x"),
-        row(f"ratio ceiling with {other} pager(s) / naive", "catchup.ceiling_other_over_naive",
-            "{:.1f}x"),
-        row("steady: p50 latency (s)", "steady.p50_seconds", "{:.2f}"),
-        row("steady: p99 latency (s)", "steady.p99_seconds", "{:.2f}"),
-        row("steady: max latency (s)", "steady.max_seconds", "{:.2f}"),
-        row("steady: sweep share of Panther requests (at most panther.sweep_share)",
-            "steady.sweep_request_share", "{:.0%}"),
-        row("late alerts: p99 listable -> delivered (s; bound 2 x poll + 1)",
-            "late.p99_seconds", "{:.2f}"),
-        row("late alerts: max listable -> delivered (s)", "late.max_seconds", "{:.2f}"),
-        row("list requests, catch-up of 137 alerts / 30 min (bound 21)",
-            "late.catchup_137_list_requests", "{:,.0f}"),
-        row("list requests, catch-up of the catch-up scenario's alerts",
-            "catchup.bridge.list_requests", "{:,.0f}"),
-        row("peak RSS, catch-up (MB)", "catchup.bridge_peak_rss_mb", "{:.1f}"),
-        row("peak RSS, outage queue (MB)", "outage.bridge_peak_rss_mb", "{:.1f}"),
-        row("outage: intake while BigPanda is down (alerts/s)",
-            "outage.intake_alerts_per_second", "{:,.0f}"),
-        row("outage: drain after recovery (s)", "outage.drain_seconds_after_outage", "{:.1f}"),
-        row("CPU-s per 10k alerts (catch-up)", "catchup.bridge_cpu_seconds_per_10k", "{:.2f}"),
-        row("CPU-s per 10k, incl. startup",
-            "catchup.bridge.cpu_seconds_per_10k_with_startup", "{:.2f}"),
-        row("CPU-s per 10k, ceiling client", "catchup.ceiling.cpu_seconds_per_10k", "{:.2f}"),
-        row("normalizer (alerts/s)", "normalizer.alerts_per_second", "{:,.0f}"),
-        row("normalizer, bench/normalizer.py (alerts/s)",
-            "normalizer_external.alerts_per_second", "{:,.0f}"),
-        row("backfill, bench/backfill.py (alerts/s)", "backfill.alerts_per_second", "{:,.0f}"),
-        row("HA: catch-up on SQLite, bench/ha.py (alerts/s)",
-            "ha.catchup_sqlite.alerts_per_second", "{:,.0f}"),
-        row("HA: catch-up on PostgreSQL (alerts/s)",
-            "ha.catchup_postgresql.alerts_per_second", "{:,.0f}"),
-        row("HA: ratio PostgreSQL / SQLite", "ha.postgresql_over_sqlite", "{:.2f}x"),
-        row("HA: failover, leader SIGKILLed -> standby leads (median s)",
-            "ha.failover.median_seconds", "{:.2f}"),
-        row("HA: failover (max s)", "ha.failover.max_seconds", "{:.2f}"),
-    ]
+    return [row(label.format(pagers=pagers, other=other), key, fmt)
+            for label, key, fmt in FIGURES]
 
 
 def render_table(table: list[dict[str, Any]]) -> str:
