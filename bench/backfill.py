@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
-import orjson
 
+from bench.common import Processes, free_port, print_json
 from bridge.metrics import Metrics
 from bridge.normalize import MappingRules
 from bridge.outbox import Outbox
@@ -59,8 +58,9 @@ async def timed_read(url: str, state: Path, since: float, until: float, concurre
 
 
 async def run(alerts: int, latency: float, concurrency: int) -> dict[str, float]:
-    port = _free_port()
-    sim = await asyncio.create_subprocess_exec(
+    procs = Processes()
+    port = free_port()
+    sim = await procs.spawn(
         sys.executable, "-m", "bridge", "sim", "panther", "--host", "127.0.0.1",
         "--port", str(port), "--alerts", str(alerts), "--latency", str(latency),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -81,8 +81,7 @@ async def run(alerts: int, latency: float, concurrency: int) -> dict[str, float]
                 url, Path(tmp) / "con.db", since, until, concurrency
             )
     finally:
-        sim.terminate()
-        await sim.wait()
+        await procs.close()
     if seq_n != alerts or con_n != alerts:
         raise SystemExit(f"expected {alerts} alerts, read {seq_n} sequentially, {con_n} sliced")
     print(f"{alerts} alerts, page latency {latency * 1000:.0f} ms")
@@ -102,12 +101,6 @@ async def run(alerts: int, latency: float, concurrency: int) -> dict[str, float]
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.backfill", description=__doc__)
     parser.add_argument("--alerts", type=int, default=5000)
@@ -117,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     alerts = 1000 if args.quick else args.alerts
     summary = asyncio.run(run(alerts, args.latency, args.concurrency))
-    print(orjson.dumps(summary).decode())
+    print_json(summary)
     return 0
 
 

@@ -26,19 +26,16 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import orjson
-
+from bench.common import BenchError, Processes, free_port, print_result, wait_until
 from bench.run import (
-    CONFIG_TEMPLATE,
-    POLL_INTERVAL,
-    BenchError,
     Options,
-    Processes,
-    free_port,
+    bridge_config,
+    bridge_process,
+    catchup_rate,
     simulators,
-    wait_until,
+    spawn_bridge,
+    wait_caught_up,
 )
-from bench.sims import APP_KEY, BIGPANDA_TOKEN, PANTHER_TOKEN
 
 TARGET_RATIO = 0.5
 
@@ -75,44 +72,15 @@ def postgres_database():
             tmp.cleanup()
 
 
-def write_config(workdir: Path, name: str, sims, *, state: dict[str, str]) -> Path:
-    text = CONFIG_TEMPLATE.format(
-        panther=sims.urls["panther"], panther_token=PANTHER_TOKEN,
-        bigpanda=sims.urls["bigpanda"], bigpanda_token=BIGPANDA_TOKEN, app_key=APP_KEY,
-        state="PLACEHOLDER", port=free_port(), poll_interval=f"{POLL_INTERVAL:g}s",
-        lookback="2h", max_backoff="5m", panther_extra="",
-    )
-    block = "".join(f"  {k}: {v}\n" for k, v in state.items())
-    text = text.replace("state:\n  path: PLACEHOLDER\n", "state:\n" + block)
-    config = workdir / f"{name}.yaml"
-    config.write_text(text)
-    return config
-
-
-async def spawn(procs: Processes, config: Path, log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as out:
-        return await procs.spawn(sys.executable, "-m", "bridge", "run", "--config", str(config),
-                                 stdout=out, stderr=out)
-
-
 async def catchup(procs: Processes, opts: Options, workdir: Path, name: str,
                   state: dict[str, str]) -> dict[str, float]:
     n = opts.alerts
-    async with simulators(procs, opts, alerts=n) as sims:
-        config = write_config(workdir, name, sims, state=state)
-        proc = await spawn(procs, config, workdir / f"{name}.log")
-        try:
-            async def delivered():
-                stats = await sims.stats()
-                return stats if stats["accepted_alerts"] >= n else None
-
-            stats = await wait_until(f"{name} catch-up", delivered, 120 + n / 50, every=0.2,
-                                     alive=proc)
-        finally:
-            await procs.stop(proc)
-    seconds = stats["last_accepted_at"] - stats["first_panther_at"]
-    return {"alerts": n, "seconds": seconds, "alerts_per_second": n / seconds,
-            "duplicates": stats["duplicates"]}
+    async with (
+        simulators(procs, opts, alerts=n) as sims,
+        bridge_process(procs, sims, workdir, name, state=state) as run,
+    ):
+        stats = await wait_caught_up(f"{name} catch-up", run, sims, n)
+    return {**catchup_rate(stats, n), "duplicates": stats["duplicates"]}
 
 
 async def failover(procs: Processes, opts: Options, workdir: Path, url: str,
@@ -131,9 +99,9 @@ async def failover(procs: Processes, opts: Options, workdir: Path, url: str,
         async def replica() -> asyncio.subprocess.Process:
             nonlocal started
             started += 1  # a config each: each replica serves its metrics on a port of its own
-            config = write_config(workdir, f"failover{started}", sims,
-                                  state={"url": url, "namespace": namespace})
-            return await spawn(procs, config, log)
+            config = bridge_config(workdir, f"failover{started}", sims, port=free_port(),
+                                   state={"url": url, "namespace": namespace})
+            return await spawn_bridge(procs, config, log, append=True)
 
         group = [await replica() for _ in range(2)]
 
@@ -219,15 +187,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
     fo = results["failover"]
-    print(
+    return print_result(
         f"catch-up: SQLite {results['catchup_sqlite']['alerts_per_second']:.0f} alerts/s,"
         f" PostgreSQL {results['catchup_postgresql']['alerts_per_second']:.0f} alerts/s"
         f" ({results['postgresql_over_sqlite']:.2f}x, target >= {TARGET_RATIO}x);"
         f" failover with lease_ttl 5s: median {fo['median_seconds']:.2f}s,"
-        f" max {fo['max_seconds']:.2f}s over {fo['failovers']}"
+        f" max {fo['max_seconds']:.2f}s over {fo['failovers']}",
+        results,
     )
-    print(orjson.dumps(results).decode())
-    return 0
 
 
 if __name__ == "__main__":

@@ -24,9 +24,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from bench.run import BenchError, Options, Processes, catchup_bridge
+from bench.common import BenchError, Processes, print_result
+from bench.run import Options, catchup_bridge
 
 VALGRIND = (
     "valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
@@ -86,13 +85,12 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     result = asyncio.run(measure(args.small, args.large, Options()))
-    print(
+    return print_result(
         f"catch-up under valgrind: {result['instructions_per_alert']:,} instructions per alert"
         f" (runs of {args.small:,} and {args.large:,} alerts; fixed part"
-        f" {result['instructions_fixed'] / 1e9:.2f} G: start, imports, stop)"
+        f" {result['instructions_fixed'] / 1e9:.2f} G: start, imports, stop)",
+        result,
     )
-    print(orjson.dumps(result).decode())
-    return 0
 
 
 if __name__ == "__main__":

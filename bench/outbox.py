@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from bench.common import print_result
 from bridge.intake import alert_key
 from bridge.intake import tracked_form as _tracked_form
 from bridge.mapping import MappingRules
@@ -125,11 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         histories, alerts, rounds = [0, 2_000], 1_000, 1
     results = [measure(h, alerts, rounds) for h in histories]
-    for r in results:
-        print(f"outbox: history {r['history']:>7,}: {r['cpu_us_per_alert']:6.1f} us CPU and"
-              f" {r['kib_written_per_alert']:5.2f} KiB written per alert (last {alerts:,})")
-    print(orjson.dumps({"results": results, "python": sys.version.split()[0]}).decode())
-    return 0
+    summary = "\n".join(
+        f"outbox: history {r['history']:>7,}: {r['cpu_us_per_alert']:6.1f} us CPU and"
+        f" {r['kib_written_per_alert']:5.2f} KiB written per alert (last {alerts:,})"
+        for r in results
+    )
+    return print_result(summary, {"results": results, "python": sys.version.split()[0]})
 
 
 if __name__ == "__main__":

@@ -19,20 +19,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import datetime as dt
-import gc
 import importlib.util
 import os
 import platform
 import re
 import shlex
 import signal
-import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,13 +36,19 @@ from typing import Any
 import aiohttp
 import orjson
 
+from bench.common import (
+    ROOT,
+    BenchError,
+    Processes,
+    cpu_seconds,
+    free_port,
+    memory_mb,
+    wait_until,
+)
 from bench.sims import APP_KEY, BIGPANDA_TOKEN, PANTHER_TOKEN
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
 SCENARIOS = ("catchup", "steady", "late", "outage", "normalizer", "backfill", "ha")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-MB = 1024 * 1024
 
 # The targets: (figure key, comparison, bound, unit/label).
 POLL_INTERVAL = 1.0
@@ -79,8 +81,7 @@ panther:
   api_token: {bigpanda_token}
   app_key: {app_key}
 state:
-  path: {state}
-server:
+{state}server:
   host: 127.0.0.1
   port: {port}
   shutdown_grace: 3s
@@ -91,10 +92,6 @@ logging:
   level: info
   format: json
 """
-
-
-class BenchError(Exception):
-    """A scenario could not complete (timeout, a process died): the benchmark fails loudly."""
 
 
 @dataclass
@@ -116,71 +113,6 @@ class Options:
     profile: str | None = None  # py-spy output path for the catch-up bridge, if any
     # Argv prefix for the bridge process (bench.instructions runs it under valgrind).
     bridge_wrapper: tuple[str, ...] = ()
-
-
-# -- processes ---------------------------------------------------------------------------------
-
-
-def _die_with_parent() -> None:
-    """Children get SIGTERM if the runner dies, so no simulator or bridge outlives a crash."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class Processes:
-    """Every child the runner started; `close()` ends those still running, each by its pid."""
-
-    def __init__(self) -> None:
-        self.children: list[asyncio.subprocess.Process] = []
-
-    async def spawn(self, *argv: str, **kwargs: Any) -> asyncio.subprocess.Process:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=ROOT, env=env, preexec_fn=_die_with_parent, **kwargs
-        )
-        self.children.append(proc)
-        return proc
-
-    async def stop(self, proc: asyncio.subprocess.Process, grace: float = 15.0) -> None:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), grace)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
-        with contextlib.suppress(ValueError):
-            self.children.remove(proc)
-
-    async def close(self) -> None:
-        for proc in list(self.children):
-            await self.stop(proc, grace=5.0)
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a live process, from /proc/<pid>/stat (fields 14 and 15)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def memory_mb(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM (peak RSS) of a live process, in MB."""
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(value.split()[0]) / 1024
-    return out
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- the simulators ----------------------------------------------------------------------------
@@ -235,23 +167,6 @@ async def simulators(
         await procs.stop(proc)
 
 
-async def wait_until(
-    what: str, check: Callable[[], Any], timeout: float, *, every: float = 0.1,
-    alive: asyncio.subprocess.Process | None = None,
-) -> Any:
-    """Call async `check` until it returns something truthy; BenchError after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if alive is not None and alive.returncode is not None:
-            raise BenchError(f"{what}: the process under test exited with {alive.returncode}")
-        if time.monotonic() > deadline:
-            raise BenchError(f"{what}: not reached within {timeout:.0f}s")
-        await asyncio.sleep(every)
-
-
 # -- the bridge --------------------------------------------------------------------------------
 
 
@@ -278,6 +193,32 @@ class BridgeRun:
         return ""
 
 
+def bridge_config(
+    workdir: Path, name: str, sims: SimsHandle, *, port: int, state: dict[str, str],
+    max_backoff: str = "5m", panther_extra: str = "",
+) -> Path:
+    """Write `name`.yaml: a bridge config pointing at `sims`, serving metrics on `port`."""
+    config = workdir / f"{name}.yaml"
+    config.write_text(CONFIG_TEMPLATE.format(
+        panther=sims.urls["panther"], panther_token=PANTHER_TOKEN,
+        bigpanda=sims.urls["bigpanda"], bigpanda_token=BIGPANDA_TOKEN, app_key=APP_KEY,
+        state="".join(f"  {key}: {value}\n" for key, value in state.items()), port=port,
+        poll_interval=f"{POLL_INTERVAL:g}s", lookback="2h", max_backoff=max_backoff,
+        panther_extra=panther_extra,
+    ))
+    return config
+
+
+async def spawn_bridge(
+    procs: Processes, config: Path, log: Path, *, wrapper: tuple[str, ...] = (),
+    append: bool = False,
+) -> asyncio.subprocess.Process:
+    """`python -m bridge run --config F` (under `wrapper`, if any), its output into `log`."""
+    argv = [*wrapper, sys.executable, "-m", "bridge", "run", "--config", str(config)]
+    with log.open("ab" if append else "wb") as out:
+        return await procs.spawn(*argv, stdout=out, stderr=out)
+
+
 @contextlib.asynccontextmanager
 async def bridge_process(
     procs: Processes,
@@ -288,19 +229,20 @@ async def bridge_process(
     max_backoff: str = "5m",
     wrapper: tuple[str, ...] = (),
     panther_extra: str = "",
+    state: dict[str, str] | None = None,
 ):
+    """A bridge against `sims`, its config and log `name`.yaml/.log in `workdir`; stopped on exit.
+
+    `state` is the config's state section (default: a SQLite file `name`.db in `workdir`). A
+    BenchError raised inside carries the last lines of the bridge's log.
+    """
     port = free_port()
-    config = workdir / f"{name}.yaml"
-    config.write_text(CONFIG_TEMPLATE.format(
-        panther=sims.urls["panther"], panther_token=PANTHER_TOKEN,
-        bigpanda=sims.urls["bigpanda"], bigpanda_token=BIGPANDA_TOKEN, app_key=APP_KEY,
-        state=workdir / f"{name}.db", port=port, poll_interval=f"{POLL_INTERVAL:g}s",
-        lookback="2h", max_backoff=max_backoff, panther_extra=panther_extra,
-    ))
+    config = bridge_config(
+        workdir, name, sims, port=port, state=state or {"path": str(workdir / f"{name}.db")},
+        max_backoff=max_backoff, panther_extra=panther_extra,
+    )
     log_path = workdir / f"{name}.log"
-    argv = [*wrapper, sys.executable, "-m", "bridge", "run", "--config", str(config)]
-    with log_path.open("wb") as log:
-        proc = await procs.spawn(*argv, stdout=log, stderr=log)
+    proc = await spawn_bridge(procs, config, log_path, wrapper=wrapper)
     run = BridgeRun(proc, log_path, f"http://127.0.0.1:{port}/metrics")
     try:
         yield run
@@ -344,6 +286,29 @@ async def await_first_request(run: BridgeRun, sims: SimsHandle) -> None:
     await wait_until("bridge first request", started, 60, every=0.05, alive=run.proc)
 
 
+async def wait_caught_up(
+    what: str, run: BridgeRun, sims: SimsHandle, n: int, *, timeout: float | None = None,
+    every: float = 0.2,
+) -> dict[str, Any]:
+    """The simulators' stats once BigPanda has accepted `n` alerts; the bridge's memory is
+    sampled meanwhile. Default timeout: 2 minutes plus 50 alerts a second."""
+
+    async def delivered() -> dict[str, Any] | None:
+        run.sample()
+        stats = await sims.stats()
+        return stats if stats["accepted_alerts"] >= n else None
+
+    timeout = 120 + n / 50 if timeout is None else timeout
+    return await wait_until(what, delivered, timeout, every=every, alive=run.proc)
+
+
+def catchup_rate(stats: dict[str, Any], n: int) -> dict[str, Any]:
+    """A catch-up's figures as the simulators saw it: first Panther request -> last alert
+    accepted by BigPanda, the same way for every client."""
+    seconds = stats["last_accepted_at"] - stats["first_panther_at"]
+    return {"alerts": n, "seconds": seconds, "alerts_per_second": n / seconds}
+
+
 # -- scenarios ---------------------------------------------------------------------------------
 
 
@@ -357,25 +322,15 @@ async def catchup_bridge(procs: Processes, opts: Options, workdir: Path) -> dict
             pid = run.pid
             spy = await start_profiler(procs, pid, opts.profile) if opts.profile else None
             await await_first_request(run, sims)
-
-            async def delivered() -> dict[str, Any] | None:
-                run.sample()
-                stats = await sims.stats()
-                return stats if stats["accepted_alerts"] >= n else None
-
-            stats = await wait_until(
-                "bridge catch-up", delivered, 120 + n / 50, every=0.2, alive=run.proc
-            )
+            stats = await wait_caught_up("bridge catch-up", run, sims, n)
             cpu_total = cpu_seconds(pid)
             mem = run.sample()
             if spy is not None:
                 await stop_profiler(procs, spy)
-    seconds = stats["last_accepted_at"] - stats["first_panther_at"]
+    rate = catchup_rate(stats, n)
     startup_cpu = run.cpu_at_first_request or 0.0
     return {
-        "alerts": n,
-        "seconds": seconds,
-        "alerts_per_second": n / seconds,
+        **rate,
         "peak_rss_mb": mem["VmHWM"],
         "cpu_seconds": cpu_total,
         "cpu_seconds_startup": startup_cpu,
@@ -386,7 +341,7 @@ async def catchup_bridge(procs: Processes, opts: Options, workdir: Path) -> dict
         "bigpanda_requests": stats["bigpanda_requests"],
         "panther_requests": stats["panther_requests"],
         "list_requests": stats["panther_list_requests"],
-        "sims_cpu_share": (stats["cpu_seconds"] - sim_cpu_before) / max(seconds, 1e-9),
+        "sims_cpu_share": (stats["cpu_seconds"] - sim_cpu_before) / max(rate["seconds"], 1e-9),
     }
 
 
@@ -415,15 +370,13 @@ async def catchup_client(
         stats = await sims.stats()
     if stats["accepted_alerts"] < n:
         raise BenchError(f"{module}: only {stats['accepted_alerts']} of {n} alerts accepted")
-    seconds = stats["last_accepted_at"] - stats["first_panther_at"]
+    rate = catchup_rate(stats, n)
     return {
-        "alerts": n,
-        "seconds": seconds,
-        "alerts_per_second": n / seconds,
+        **rate,
         "client_seconds": own["seconds"],
         "cpu_seconds_per_10k": own["cpu_seconds"] * 10_000 / n,
         "peak_rss_mb": own["peak_rss_mb"],
-        "sims_cpu_share": (stats["cpu_seconds"] - sim_cpu_before) / max(seconds, 1e-9),
+        "sims_cpu_share": (stats["cpu_seconds"] - sim_cpu_before) / max(rate["seconds"], 1e-9),
     }
 
 
@@ -549,11 +502,7 @@ async def scenario_late(procs: Processes, opts: Options, workdir: Path) -> dict[
         simulators(procs, opts, alerts=small, spacing=1800 / small) as sims,
         bridge_process(procs, sims, workdir, "catchup-small") as run,
     ):
-        async def caught_up() -> dict[str, Any] | None:
-            stats = await sims.stats()
-            return stats if stats["accepted_alerts"] >= small else None
-
-        stats = await wait_until("small catch-up", caught_up, 60, every=0.1, alive=run.proc)
+        stats = await wait_caught_up("small catch-up", run, sims, small, timeout=60, every=0.1)
     return {
         "alerts": total,
         "late_alerts": late["count"],
@@ -632,33 +581,17 @@ def scenario_normalizer(opts: Options) -> dict[str, Any]:
     the figure is about one core's work. The input set is frozen out of the collector's way,
     as a page of 50 alerts would be.
     """
-    from bridge.normalize import EVENT_ALERT, Invalid, MappingRules, normalize
+    from bench.normalizer import best_round
+    from bridge.normalize import MappingRules
     from bridge.sim.panther import PantherSimulator
 
     n = opts.normalizer_alerts
     say(f"normalizer: {n} simulator alerts")
     sim = PantherSimulator()
-    # Through JSON and back, as the poller gets them off the wire.
+    # Through JSON and back, as the poller gets them off the wire; no catalog enrichment.
     alerts = orjson.loads(orjson.dumps(sim.generate(n, spacing=1.0)))
     rules = MappingRules(console_url="https://bench.runpanther.net")
-    observed = int(time.time())
-    best = float("inf")
-    invalid = 0
-    gc.collect()
-    gc.freeze()
-    try:
-        for _ in range(5):
-            invalid = 0
-            started = time.process_time()
-            for raw in alerts:
-                out = normalize(raw, kind=EVENT_ALERT, observed_at=observed, rules=rules)
-                if isinstance(out, Invalid):
-                    invalid += 1
-                else:
-                    orjson.dumps(out)
-            best = min(best, time.process_time() - started)
-    finally:
-        gc.unfreeze()
+    best, invalid = best_round([(raw, (None, [])) for raw in alerts], 5, rules)
     return {
         "source": "inline (bench/run.py)",
         "alerts": n,
@@ -715,6 +648,56 @@ def lookup(results: dict[str, Any], key: str) -> Any:
     return node
 
 
+# The table, in its order: (figure, results key, format). `{pagers}` and `{other}` in a figure
+# stand for the pagers of the two ceiling runs.
+FIGURES: list[tuple[str, str, str]] = [
+    ("catch-up: bridge (alerts/s)", "catchup.bridge.alerts_per_second", "{:,.0f}"),
+    ("catch-up: bridge (s for all)", "catchup.bridge.seconds", "{:.1f}"),
+    ("catch-up: naive (alerts/s)", "catchup.naive.alerts_per_second", "{:,.1f}"),
+    ("catch-up: ceiling, {pagers} pagers as the bridge (alerts/s)",
+     "catchup.ceiling.alerts_per_second", "{:,.0f}"),
+    ("catch-up: ceiling, {other} pager(s) (alerts/s)",
+     "catchup.ceiling_other.alerts_per_second", "{:,.0f}"),
+    ("ratio bridge / naive", "catchup.bridge_over_naive", "{:.1f}x"),
+    ("ratio bridge / ceiling", "catchup.bridge_over_ceiling", "{:.2f}x"),
+    ("ratio ceiling with {other} pager(s) / naive", "catchup.ceiling_other_over_naive",
+     "{:.1f}x"),
+    ("steady: p50 latency (s)", "steady.p50_seconds", "{:.2f}"),
+    ("steady: p99 latency (s)", "steady.p99_seconds", "{:.2f}"),
+    ("steady: max latency (s)", "steady.max_seconds", "{:.2f}"),
+    ("steady: sweep share of Panther requests (at most panther.sweep_share)",
+     "steady.sweep_request_share", "{:.0%}"),
+    ("late alerts: p99 listable -> delivered (s; bound 2 x poll + 1)",
+     "late.p99_seconds", "{:.2f}"),
+    ("late alerts: max listable -> delivered (s)", "late.max_seconds", "{:.2f}"),
+    ("list requests, catch-up of 137 alerts / 30 min (bound 21)",
+     "late.catchup_137_list_requests", "{:,.0f}"),
+    ("list requests, catch-up of the catch-up scenario's alerts",
+     "catchup.bridge.list_requests", "{:,.0f}"),
+    ("peak RSS, catch-up (MB)", "catchup.bridge_peak_rss_mb", "{:.1f}"),
+    ("peak RSS, outage queue (MB)", "outage.bridge_peak_rss_mb", "{:.1f}"),
+    ("outage: intake while BigPanda is down (alerts/s)",
+     "outage.intake_alerts_per_second", "{:,.0f}"),
+    ("outage: drain after recovery (s)", "outage.drain_seconds_after_outage", "{:.1f}"),
+    ("CPU-s per 10k alerts (catch-up)", "catchup.bridge_cpu_seconds_per_10k", "{:.2f}"),
+    ("CPU-s per 10k, incl. startup",
+     "catchup.bridge.cpu_seconds_per_10k_with_startup", "{:.2f}"),
+    ("CPU-s per 10k, ceiling client", "catchup.ceiling.cpu_seconds_per_10k", "{:.2f}"),
+    ("normalizer (alerts/s)", "normalizer.alerts_per_second", "{:,.0f}"),
+    ("normalizer, bench/normalizer.py (alerts/s)",
+     "normalizer_external.alerts_per_second", "{:,.0f}"),
+    ("backfill, bench/backfill.py (alerts/s)", "backfill.alerts_per_second", "{:,.0f}"),
+    ("HA: catch-up on SQLite, bench/ha.py (alerts/s)",
+     "ha.catchup_sqlite.alerts_per_second", "{:,.0f}"),
+    ("HA: catch-up on PostgreSQL (alerts/s)",
+     "ha.catchup_postgresql.alerts_per_second", "{:,.0f}"),
+    ("HA: ratio PostgreSQL / SQLite", "ha.postgresql_over_sqlite", "{:.2f}x"),
+    ("HA: failover, leader SIGKILLed -> standby leads (median s)",
+     "ha.failover.median_seconds", "{:.2f}"),
+    ("HA: failover (max s)", "ha.failover.max_seconds", "{:.2f}"),
+]
+
+
 def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The table: every figure with its target (if any) and whether it was met."""
 
@@ -736,52 +719,8 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     pagers = lookup(results, "catchup.pagers") or "same"
     other = lookup(results, "catchup.ceiling_other.slices") or "other"
-    return [
-        row("catch-up: bridge (alerts/s)", "catchup.bridge.alerts_per_second", "{:,.0f}"),
-        row("catch-up: bridge (s for all)", "catchup.bridge.seconds", "{:.1f}"),
-        row("catch-up: naive (alerts/s)", "catchup.naive.alerts_per_second", "{:,.1f}"),
-        row(f"catch-up: ceiling, {pagers} pagers as the bridge (alerts/s)",
-            "catchup.ceiling.alerts_per_second", "{:,.0f}"),
-        row(f"catch-up: ceiling, {other} pager(s) (alerts/s)",
-            "catchup.ceiling_other.alerts_per_second", "{:,.0f}"),
-        row("ratio bridge / naive", "catchup.bridge_over_naive", "{:.1f}x"),
-        row("ratio bridge / ceiling", "catchup.bridge_over_ceiling", "{:.2f}x"),
-        row(f"ratio ceiling with {other} pager(s) / naive", "catchup.ceiling_other_over_naive",
-            "{:.1f}x"),
-        row("steady: p50 latency (s)", "steady.p50_seconds", "{:.2f}"),
-        row("steady: p99 latency (s)", "steady.p99_seconds", "{:.2f}"),
-        row("steady: max latency (s)", "steady.max_seconds", "{:.2f}"),
-        row("steady: sweep share of Panther requests (at most panther.sweep_share)",
-            "steady.sweep_request_share", "{:.0%}"),
-        row("late alerts: p99 listable -> delivered (s; bound 2 x poll + 1)",
-            "late.p99_seconds", "{:.2f}"),
-        row("late alerts: max listable -> delivered (s)", "late.max_seconds", "{:.2f}"),
-        row("list requests, catch-up of 137 alerts / 30 min (bound 21)",
-            "late.catchup_137_list_requests", "{:,.0f}"),
-        row("list requests, catch-up of the catch-up scenario's alerts",
-            "catchup.bridge.list_requests", "{:,.0f}"),
-        row("peak RSS, catch-up (MB)", "catchup.bridge_peak_rss_mb", "{:.1f}"),
-        row("peak RSS, outage queue (MB)", "outage.bridge_peak_rss_mb", "{:.1f}"),
-        row("outage: intake while BigPanda is down (alerts/s)",
-            "outage.intake_alerts_per_second", "{:,.0f}"),
-        row("outage: drain after recovery (s)", "outage.drain_seconds_after_outage", "{:.1f}"),
-        row("CPU-s per 10k alerts (catch-up)", "catchup.bridge_cpu_seconds_per_10k", "{:.2f}"),
-        row("CPU-s per 10k, incl. startup",
-            "catchup.bridge.cpu_seconds_per_10k_with_startup", "{:.2f}"),
-        row("CPU-s per 10k, ceiling client", "catchup.ceiling.cpu_seconds_per_10k", "{:.2f}"),
-        row("normalizer (alerts/s)", "normalizer.alerts_per_second", "{:,.0f}"),
-        row("normalizer, bench/normalizer.py (alerts/s)",
-            "normalizer_external.alerts_per_second", "{:,.0f}"),
-        row("backfill, bench/backfill.py (alerts/s)", "backfill.alerts_per_second", "{:,.0f}"),
-        row("HA: catch-up on SQLite, bench/ha.py (alerts/s)",
-            "ha.catchup_sqlite.alerts_per_second", "{:,.0f}"),
-        row("HA: catch-up on PostgreSQL (alerts/s)",
-            "ha.catchup_postgresql.alerts_per_second", "{:,.0f}"),
-        row("HA: ratio PostgreSQL / SQLite", "ha.postgresql_over_sqlite", "{:.2f}x"),
-        row("HA: failover, leader SIGKILLed -> standby leads (median s)",
-            "ha.failover.median_seconds", "{:.2f}"),
-        row("HA: failover (max s)", "ha.failover.max_seconds", "{:.2f}"),
-    ]
+    return [row(label.format(pagers=pagers, other=other), key, fmt)
+            for label, key, fmt in FIGURES]
 
 
 def render_table(table: list[dict[str, Any]]) -> str:

@@ -85,7 +85,7 @@ NS = 1_000_000_000
 STATUSES = ("OPEN", "TRIAGED", "RESOLVED", "CLOSED")
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFO")
 LIST_TYPES = ("ALERT", "DETECTION_ERROR", "SYSTEM_ERROR")
-CATALOG_KINDS = ("rules", "scheduled-rules", "policies", "simple-rules", "queries")
+CATALOG_KINDS = tuple(catalog.OBJECTS)
 # alert.detection.type per catalog kind; simple rules fire as rules (see module docstring).
 DETECTION_TYPE_OF_KIND = {
     "rules": "RULE",
@@ -417,11 +417,8 @@ class PantherSimulator:
         self.alerts: dict[str, JSON] = {}
         self.requests: list[RequestRecord] = []
         self.catalog: dict[str, dict[str, JSON]] = {
-            "rules": {d["id"]: d for d in copy.deepcopy(catalog.RULES)},
-            "scheduled-rules": {d["id"]: d for d in copy.deepcopy(catalog.SCHEDULED_RULES)},
-            "policies": {d["id"]: d for d in copy.deepcopy(catalog.POLICIES)},
-            "simple-rules": {d["id"]: d for d in copy.deepcopy(catalog.SIMPLE_RULES)},
-            "queries": {d["id"]: d for d in copy.deepcopy(catalog.QUERIES)},
+            kind: {d["id"]: d for d in copy.deepcopy(objects)}
+            for kind, objects in catalog.OBJECTS.items()
         }
         self._rng = random.Random(seed)
         # Same seed, same key: a restarted simulator still accepts the cursors it issued before.

@@ -16,263 +16,190 @@ from typing import Any
 JSON = dict[str, Any]
 
 PANTHER_SYSTEM = {"id": "panther", "type": "system"}
+ANALYST = {"id": "0d1e2f3a-4b5c-6d7e-8f90-a1b2c3d4e5f6", "type": "user"}
 
+
+def _detection(
+    id: str, name: str, severity: str, description: str, own: JSON, *, body: str | None,
+    created: str, modified: str, by: JSON | None = PANTHER_SYSTEM, managed: bool = True,
+) -> JSON:
+    """A detection as Panther serves it, keys in its order: what every kind has around the
+    fields of its own kind (`own`). Enabled, without outputs or tests, like most of a tenant's.
+    Without a `body` or a creator (`by`), those keys are absent, as in shared/api/examples/."""
+    return {
+        "id": id, "displayName": name, "description": description, "enabled": True,
+        "severity": severity, **own, "outputIDs": [], "tests": [], "managed": managed,
+        **({} if body is None else {"body": body}), "createdAt": created,
+        **({} if by is None else {"createdBy": by, "createdByExternal": ""}),
+        "lastModified": modified,
+    }
+
+
+def _rule(
+    id: str, name: str, severity: str, description: str, *, log_types: list[str],
+    tags: list[str], runbook: str, reference: str, reports: JSON, summary: list[str],
+    dedup: int = 60, threshold: int = 1, **common: Any,
+) -> JSON:
+    own = {
+        "logTypes": log_types, "tags": tags, "runbook": runbook, "reference": reference,
+        "reports": reports, "dedupPeriodMinutes": dedup, "threshold": threshold,
+        "summaryAttributes": summary, "inlineFilters": None,
+    }
+    return _detection(id, name, severity, description, own, body="def rule(event): ...", **common)
+
+
+def _scheduled_rule(
+    id: str, name: str, severity: str, description: str, *, queries: list[str],
+    tags: list[str], runbook: str, reports: JSON, reference: str | None = None,
+    summary: list[str] | None = None, **common: Any,
+) -> JSON:
+    own = {
+        "scheduledQueries": queries, "tags": tags, "runbook": runbook, "reference": reference,
+        "reports": reports, "dedupPeriodMinutes": 60, "threshold": 1, "summaryAttributes": summary,
+    }
+    own = {key: value for key, value in own.items() if value is not None}
+    return _detection(id, name, severity, description, own, **common)
+
+
+def _policy(
+    id: str, name: str, severity: str, description: str, *, resource_types: list[str],
+    suppressions: list[str], tags: list[str], reports: JSON,
+    body: str | None = "def policy(resource): ...", **common: Any,
+) -> JSON:
+    own = {"resourceTypes": resource_types, "suppressions": suppressions, "tags": tags,
+           "reports": reports}
+    return _detection(id, name, severity, description, own, body=body, **common)
+
+
+# The first of each kind is its example in shared/api/examples/, to the letter (the golden tests
+# compare them); the rest are modelled on Panther's managed packs.
 RULES: list[JSON] = [
-    {
-        "id": "AWS.Console.LoginWithoutMFA",
-        "displayName": "AWS Console Login Without MFA",
-        "description": "A user logged into the AWS console without multi-factor authentication.",
-        "enabled": True,
-        "severity": "HIGH",
-        "logTypes": ["AWS.CloudTrail"],
-        "tags": ["AWS", "Identity & Access Management", "Initial Access:Valid Accounts"],
-        "runbook": (
+    _rule(
+        "AWS.Console.LoginWithoutMFA", "AWS Console Login Without MFA", "HIGH",
+        "A user logged into the AWS console without multi-factor authentication.",
+        log_types=["AWS.CloudTrail"],
+        tags=["AWS", "Identity & Access Management", "Initial Access:Valid Accounts"],
+        runbook=(
             "Confirm with the user; if unexpected, disable the console password and rotate keys."
         ),
-        "reference": "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_mfa.html",
-        "reports": {"MITRE ATT&CK": ["TA0001:T1078", "TA0006:T1556"], "CIS": ["1.10"]},
-        "dedupPeriodMinutes": 60,
-        "threshold": 1,
-        "summaryAttributes": ["sourceIPAddress", "userIdentity:arn"],
-        "inlineFilters": None,
-        "outputIDs": [],
-        "tests": [],
-        "managed": True,
-        "body": "def rule(event): ...",
-        "createdAt": "2025-02-11T10:00:00.000000000Z",
-        "createdBy": {"id": "panther", "type": "system"},
-        "createdByExternal": "",
-        "lastModified": "2026-10-02T09:30:12.123456789Z",
-    },
-    {
-        "id": "AWS.CloudTrail.RootActivity",
-        "displayName": "Root Account Activity",
-        "description": "The AWS root user performed an API call.",
-        "enabled": True,
-        "severity": "CRITICAL",
-        "logTypes": ["AWS.CloudTrail"],
-        "tags": ["AWS", "Identity & Access Management", "Privilege Escalation:Valid Accounts"],
-        "runbook": "Root should never be used day to day: find who holds the credentials and why.",
-        "reference": "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_root-user.html",
-        "reports": {"MITRE ATT&CK": ["TA0004:T1078"], "CIS": ["1.1"]},
-        "dedupPeriodMinutes": 60,
-        "threshold": 1,
-        "summaryAttributes": ["eventName", "sourceIPAddress"],
-        "inlineFilters": None,
-        "outputIDs": [],
-        "tests": [],
-        "managed": True,
-        "body": "def rule(event): ...",
-        "createdAt": "2025-02-11T10:00:00.000000000Z",
-        "createdBy": PANTHER_SYSTEM,
-        "createdByExternal": "",
-        "lastModified": "2026-08-14T11:02:45.671220114Z",
-    },
-    {
-        "id": "Okta.AdminRoleAssigned",
-        "displayName": "Okta Admin Role Assigned",
-        "description": "A user was granted an Okta administrator role.",
-        "enabled": True,
-        "severity": "HIGH",
-        "logTypes": ["Okta.SystemLog"],
-        "tags": ["Okta", "Persistence:Account Manipulation"],
-        "runbook": "Check the change ticket; revoke the role if nobody can vouch for it.",
-        "reference": "https://help.okta.com/en-us/content/topics/security/administrators-admin-comparison.htm",
-        "reports": {"MITRE ATT&CK": ["TA0003:T1098"]},
-        "dedupPeriodMinutes": 60,
-        "threshold": 1,
-        "summaryAttributes": ["actor:alternateId", "client:ipAddress"],
-        "inlineFilters": None,
-        "outputIDs": [],
-        "tests": [],
-        "managed": True,
-        "body": "def rule(event): ...",
-        "createdAt": "2025-03-02T08:15:00Z",
-        "createdBy": PANTHER_SYSTEM,
-        "createdByExternal": "",
-        "lastModified": "2026-07-01T16:40:03.5Z",
-    },
-    {
-        "id": "Okta.BruteForceLogins",
-        "displayName": "Okta Brute Force Logins",
-        "description": "Many failed Okta sign-ins for one user from one address.",
-        "enabled": True,
-        "severity": "MEDIUM",
-        "logTypes": ["Okta.SystemLog"],
-        "tags": ["Okta", "Credential Access:Brute Force"],
-        "runbook": "Block the source address at the edge and ask the user to reset their password.",
-        "reference": "https://attack.mitre.org/techniques/T1110/",
-        "reports": {"MITRE ATT&CK": ["TA0006:T1110"]},
-        "dedupPeriodMinutes": 15,
-        "threshold": 5,
-        "summaryAttributes": ["client:ipAddress", "actor:alternateId"],
-        "inlineFilters": None,
-        "outputIDs": [],
-        "tests": [],
-        "managed": False,
-        "body": "def rule(event): ...",
-        "createdAt": "2025-05-19T13:20:00Z",
-        "createdBy": {"id": "0d1e2f3a-4b5c-6d7e-8f90-a1b2c3d4e5f6", "type": "user"},
-        "createdByExternal": "",
-        "lastModified": "2026-03-08T10:11:12.000000001Z",
-    },
-    {
-        "id": "GitHub.Repo.MadePublic",
-        "displayName": "GitHub Repository Made Public",
-        "description": "A private repository of the organisation was made public.",
-        "enabled": True,
-        "severity": "MEDIUM",
-        "logTypes": ["GitHub.Audit"],
-        "tags": ["GitHub", "Exfiltration:Transfer Data to Cloud Account"],
-        "runbook": "Ask the repository owner; switch it back to private unless it was intended.",
-        "reference": "https://docs.github.com/en/repositories",
-        "reports": {"MITRE ATT&CK": ["TA0010:T1537"]},
-        "dedupPeriodMinutes": 60,
-        "threshold": 1,
-        "summaryAttributes": ["actor", "repo"],
-        "inlineFilters": None,
-        "outputIDs": [],
-        "tests": [],
-        "managed": True,
-        "body": "def rule(event): ...",
-        "createdAt": "2025-02-11T10:00:00Z",
-        "createdBy": PANTHER_SYSTEM,
-        "createdByExternal": "",
-        "lastModified": "2026-05-22T07:45:30.250Z",
-    },
+        reference="https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_mfa.html",
+        reports={"MITRE ATT&CK": ["TA0001:T1078", "TA0006:T1556"], "CIS": ["1.10"]},
+        summary=["sourceIPAddress", "userIdentity:arn"],
+        created="2025-02-11T10:00:00.000000000Z", modified="2026-10-02T09:30:12.123456789Z",
+    ),
+    _rule(
+        "AWS.CloudTrail.RootActivity", "Root Account Activity", "CRITICAL",
+        "The AWS root user performed an API call.",
+        log_types=["AWS.CloudTrail"],
+        tags=["AWS", "Identity & Access Management", "Privilege Escalation:Valid Accounts"],
+        runbook="Root should never be used day to day: find who holds the credentials and why.",
+        reference="https://docs.aws.amazon.com/IAM/latest/UserGuide/id_root-user.html",
+        reports={"MITRE ATT&CK": ["TA0004:T1078"], "CIS": ["1.1"]},
+        summary=["eventName", "sourceIPAddress"],
+        created="2025-02-11T10:00:00.000000000Z", modified="2026-08-14T11:02:45.671220114Z",
+    ),
+    _rule(
+        "Okta.AdminRoleAssigned", "Okta Admin Role Assigned", "HIGH",
+        "A user was granted an Okta administrator role.",
+        log_types=["Okta.SystemLog"], tags=["Okta", "Persistence:Account Manipulation"],
+        runbook="Check the change ticket; revoke the role if nobody can vouch for it.",
+        reference="https://help.okta.com/en-us/content/topics/security/administrators-admin-comparison.htm",
+        reports={"MITRE ATT&CK": ["TA0003:T1098"]},
+        summary=["actor:alternateId", "client:ipAddress"],
+        created="2025-03-02T08:15:00Z", modified="2026-07-01T16:40:03.5Z",
+    ),
+    _rule(
+        "Okta.BruteForceLogins", "Okta Brute Force Logins", "MEDIUM",
+        "Many failed Okta sign-ins for one user from one address.",
+        log_types=["Okta.SystemLog"], tags=["Okta", "Credential Access:Brute Force"],
+        runbook="Block the source address at the edge and ask the user to reset their password.",
+        reference="https://attack.mitre.org/techniques/T1110/",
+        reports={"MITRE ATT&CK": ["TA0006:T1110"]}, dedup=15, threshold=5,
+        summary=["client:ipAddress", "actor:alternateId"], managed=False, by=ANALYST,
+        created="2025-05-19T13:20:00Z", modified="2026-03-08T10:11:12.000000001Z",
+    ),
+    _rule(
+        "GitHub.Repo.MadePublic", "GitHub Repository Made Public", "MEDIUM",
+        "A private repository of the organisation was made public.",
+        log_types=["GitHub.Audit"], tags=["GitHub", "Exfiltration:Transfer Data to Cloud Account"],
+        runbook="Ask the repository owner; switch it back to private unless it was intended.",
+        reference="https://docs.github.com/en/repositories",
+        reports={"MITRE ATT&CK": ["TA0010:T1537"]}, summary=["actor", "repo"],
+        created="2025-02-11T10:00:00Z", modified="2026-05-22T07:45:30.250Z",
+    ),
 ]
 
 SCHEDULED_RULES: list[JSON] = [
-    {
-        "id": "AWS.CloudTrail.UnusedRegion",
-        "displayName": "API Calls In Unused Region",
-        "description": "Activity in a region the organisation does not operate in.",
-        "enabled": True,
-        "severity": "MEDIUM",
-        "scheduledQueries": ["CloudTrail Unused Regions (hourly)"],
-        "tags": ["AWS", "Defense Evasion:Unused/Unsupported Cloud Regions"],
-        "runbook": "",
-        "reports": {"MITRE ATT&CK": ["TA0005:T1535"]},
-        "dedupPeriodMinutes": 60,
-        "threshold": 1,
-        "outputIDs": [],
-        "tests": [],
-        "managed": False,
-        "createdAt": "2025-06-01T00:00:00Z",
-        "lastModified": "2026-09-15T12:00:00Z",
-    },
-    {
-        "id": "Standard.ImpossibleTravel.Login",
-        "displayName": "Impossible Travel Login",
-        "description": "Two sign-ins by one user from places too far apart for the time between.",
-        "enabled": True,
-        "severity": "HIGH",
-        "scheduledQueries": ["Impossible Travel Logins (15 min)"],
-        "tags": ["Identity", "Initial Access:Valid Accounts"],
-        "runbook": "Call the user on a known number; suspend the session if they did not travel.",
-        "reference": "https://attack.mitre.org/techniques/T1078/",
-        "reports": {"MITRE ATT&CK": ["TA0001:T1078"]},
-        "dedupPeriodMinutes": 60,
-        "threshold": 1,
-        "summaryAttributes": ["user"],
-        "outputIDs": [],
-        "tests": [],
-        "managed": False,
-        "body": "def rule(event): ...",
-        "createdAt": "2025-07-09T09:00:00Z",
-        "createdBy": {"id": "0d1e2f3a-4b5c-6d7e-8f90-a1b2c3d4e5f6", "type": "user"},
-        "createdByExternal": "",
-        "lastModified": "2026-10-30T18:22:09.004Z",
-    },
+    _scheduled_rule(
+        "AWS.CloudTrail.UnusedRegion", "API Calls In Unused Region", "MEDIUM",
+        "Activity in a region the organisation does not operate in.",
+        queries=["CloudTrail Unused Regions (hourly)"],
+        tags=["AWS", "Defense Evasion:Unused/Unsupported Cloud Regions"], runbook="",
+        reports={"MITRE ATT&CK": ["TA0005:T1535"]}, body=None, by=None, managed=False,
+        created="2025-06-01T00:00:00Z", modified="2026-09-15T12:00:00Z",
+    ),
+    _scheduled_rule(
+        "Standard.ImpossibleTravel.Login", "Impossible Travel Login", "HIGH",
+        "Two sign-ins by one user from places too far apart for the time between.",
+        queries=["Impossible Travel Logins (15 min)"],
+        tags=["Identity", "Initial Access:Valid Accounts"],
+        runbook="Call the user on a known number; suspend the session if they did not travel.",
+        reference="https://attack.mitre.org/techniques/T1078/",
+        reports={"MITRE ATT&CK": ["TA0001:T1078"]}, summary=["user"],
+        body="def rule(event): ...", by=ANALYST, managed=False,
+        created="2025-07-09T09:00:00Z", modified="2026-10-30T18:22:09.004Z",
+    ),
 ]
 
 POLICIES: list[JSON] = [
-    {
-        "id": "AWS.S3.Bucket.PublicRead",
-        "displayName": "S3 Bucket Public Read",
-        "description": "The bucket's ACL or policy grants read access to everyone.",
-        "enabled": True,
-        "severity": "CRITICAL",
-        "resourceTypes": ["AWS.S3.Bucket"],
-        "suppressions": [],
-        "tags": ["AWS", "Collection:Data from Cloud Storage Object"],
-        "reports": {"MITRE ATT&CK": ["TA0009:T1530"]},
-        "outputIDs": [],
-        "tests": [],
-        "managed": True,
-        "createdAt": "2025-02-11T10:00:00Z",
-        "lastModified": "2026-01-20T08:00:00Z",
-    },
-    {
-        "id": "AWS.EC2.SecurityGroup.OpenSSH",
-        "displayName": "Security Group Allows SSH From Anywhere",
-        "description": "An EC2 security group allows inbound port 22 from 0.0.0.0/0.",
-        "enabled": True,
-        "severity": "HIGH",
-        "resourceTypes": ["AWS.EC2.SecurityGroup"],
-        "suppressions": ["aws::ec2::sg-bastion*"],
-        "tags": ["AWS", "Initial Access:External Remote Services"],
-        "reports": {"MITRE ATT&CK": ["TA0001:T1133"], "CIS": ["5.2"]},
-        "outputIDs": [],
-        "tests": [],
-        "managed": True,
-        "body": "def policy(resource): ...",
-        "createdAt": "2025-02-11T10:00:00Z",
-        "createdBy": PANTHER_SYSTEM,
-        "createdByExternal": "",
-        "lastModified": "2026-04-03T15:30:00.75Z",
-    },
-    {
-        "id": "AWS.KMS.CustomerManagedKey.RotationDisabled",
-        "displayName": "KMS Key Rotation Disabled",
-        "description": "A customer-managed KMS key does not rotate its material yearly.",
-        "enabled": True,
-        "severity": "LOW",
-        "resourceTypes": ["AWS.KMS.Key"],
-        "suppressions": [],
-        "tags": ["AWS", "Security Control"],
-        "reports": {"CIS": ["3.8"]},
-        "outputIDs": [],
-        "tests": [],
-        "managed": True,
-        "body": "def policy(resource): ...",
-        "createdAt": "2025-02-11T10:00:00Z",
-        "createdBy": PANTHER_SYSTEM,
-        "createdByExternal": "",
-        "lastModified": "2025-11-12T09:00:00Z",
-    },
+    _policy(
+        "AWS.S3.Bucket.PublicRead", "S3 Bucket Public Read", "CRITICAL",
+        "The bucket's ACL or policy grants read access to everyone.",
+        resource_types=["AWS.S3.Bucket"], suppressions=[],
+        tags=["AWS", "Collection:Data from Cloud Storage Object"],
+        reports={"MITRE ATT&CK": ["TA0009:T1530"]}, body=None, by=None,
+        created="2025-02-11T10:00:00Z", modified="2026-01-20T08:00:00Z",
+    ),
+    _policy(
+        "AWS.EC2.SecurityGroup.OpenSSH", "Security Group Allows SSH From Anywhere", "HIGH",
+        "An EC2 security group allows inbound port 22 from 0.0.0.0/0.",
+        resource_types=["AWS.EC2.SecurityGroup"], suppressions=["aws::ec2::sg-bastion*"],
+        tags=["AWS", "Initial Access:External Remote Services"],
+        reports={"MITRE ATT&CK": ["TA0001:T1133"], "CIS": ["5.2"]},
+        created="2025-02-11T10:00:00Z", modified="2026-04-03T15:30:00.75Z",
+    ),
+    _policy(
+        "AWS.KMS.CustomerManagedKey.RotationDisabled", "KMS Key Rotation Disabled", "LOW",
+        "A customer-managed KMS key does not rotate its material yearly.",
+        resource_types=["AWS.KMS.Key"], suppressions=[], tags=["AWS", "Security Control"],
+        reports={"CIS": ["3.8"]}, created="2025-02-11T10:00:00Z", modified="2025-11-12T09:00:00Z",
+    ),
 ]
 
+# Simple rules (no example to follow) carry no Python `body`: their detection is YAML.
 SIMPLE_RULES: list[JSON] = [
-    {
-        "id": "Slack.AuditLogs.AppAdded",
-        "displayName": "Slack App Added",
-        "description": "A Slack app was installed in the workspace.",
-        "enabled": True,
-        "severity": "LOW",
-        "logTypes": ["Slack.AuditLogs"],
-        "tags": ["Slack", "Persistence:Office Application Startup"],
-        "runbook": "Check the app against the approved list; uninstall it if it is not there.",
-        "reports": {"MITRE ATT&CK": ["TA0003:T1137"]},
-        "dedupPeriodMinutes": 60,
-        "threshold": 1,
-        "detection": (
-            "MatchFilters:\n  - Key: action\n    Condition: Equals\n    Value: app_installed\n"
-        ),
-        "alertTitle": "Slack app {{entity.app.name}} added",
-        "alertContext": "",
-        "dynamicSeverities": "",
-        "groupBy": "",
-        "inlineFilters": "",
-        "summaryAttributes": ["actor:user:email"],
-        "outputIDs": [],
-        "tests": [],
-        "managed": True,
-        "createdAt": "2025-09-01T12:00:00Z",
-        "createdBy": PANTHER_SYSTEM,
-        "createdByExternal": "",
-        "lastModified": "2026-02-17T14:05:59.123Z",
-    },
+    _detection(
+        "Slack.AuditLogs.AppAdded", "Slack App Added", "LOW",
+        "A Slack app was installed in the workspace.",
+        {
+            "logTypes": ["Slack.AuditLogs"],
+            "tags": ["Slack", "Persistence:Office Application Startup"],
+            "runbook": "Check the app against the approved list; uninstall it if it is not there.",
+            "reports": {"MITRE ATT&CK": ["TA0003:T1137"]},
+            "dedupPeriodMinutes": 60,
+            "threshold": 1,
+            "detection": (
+                "MatchFilters:\n  - Key: action\n    Condition: Equals\n    Value: app_installed\n"
+            ),
+            "alertTitle": "Slack app {{entity.app.name}} added",
+            "alertContext": "",
+            "dynamicSeverities": "",
+            "groupBy": "",
+            "inlineFilters": "",
+            "summaryAttributes": ["actor:user:email"],
+        },
+        body=None, created="2025-09-01T12:00:00Z", modified="2026-02-17T14:05:59.123Z",
+    ),
 ]
 
 QUERIES: list[JSON] = [
@@ -321,13 +248,22 @@ QUERIES: list[JSON] = [
     },
 ]
 
+# What the simulator serves under GET /<kind>, in the order it registers the routes.
+OBJECTS: dict[str, list[JSON]] = {
+    "rules": RULES,
+    "scheduled-rules": SCHEDULED_RULES,
+    "policies": POLICIES,
+    "simple-rules": SIMPLE_RULES,
+    "queries": QUERIES,
+}
+
 # --- alert flavours -------------------------------------------------------------------------
 # Each returns (title, context) for one alert of its detection; drawn from the simulator's seeded
 # Random so that a seed reproduces the same alerts.
 
 USERS = ["ops-admin", "jdoe", "asmith", "mgarcia", "li.wei", "svc-deploy", "k.nakamura", "pmartin"]
 ANALYSTS = [
-    "0d1e2f3a-4b5c-6d7e-8f90-a1b2c3d4e5f6",
+    ANALYST["id"],
     "7c9e6679-7425-40de-944b-e07fc1f90ae7",
     "16fd2706-8baf-433b-82eb-8c7fada847da",
 ]
