@@ -67,7 +67,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "steady.sweep_request_share": ("<=", 0.25),
     "late.catchup_137_list_requests": ("<=", 21.0),
     # High availability: PostgreSQL keeps at least half SQLite's catch-up rate.
-    "ha.postgresql_over_sqlite": (">=", 0.5),
+    "ha.output.postgresql_over_sqlite": (">=", 0.5),
 }
 
 CONFIG_TEMPLATE = """\
@@ -688,13 +688,13 @@ FIGURES: list[tuple[str, str, str]] = [
      "normalizer_external.alerts_per_second", "{:,.0f}"),
     ("backfill, bench/backfill.py (alerts/s)", "backfill.alerts_per_second", "{:,.0f}"),
     ("HA: catch-up on SQLite, bench/ha.py (alerts/s)",
-     "ha.catchup_sqlite.alerts_per_second", "{:,.0f}"),
+     "ha.output.catchup_sqlite.alerts_per_second", "{:,.0f}"),
     ("HA: catch-up on PostgreSQL (alerts/s)",
-     "ha.catchup_postgresql.alerts_per_second", "{:,.0f}"),
-    ("HA: ratio PostgreSQL / SQLite", "ha.postgresql_over_sqlite", "{:.2f}x"),
+     "ha.output.catchup_postgresql.alerts_per_second", "{:,.0f}"),
+    ("HA: ratio PostgreSQL / SQLite", "ha.output.postgresql_over_sqlite", "{:.2f}x"),
     ("HA: failover, leader SIGKILLed -> standby leads (median s)",
-     "ha.failover.median_seconds", "{:.2f}"),
-    ("HA: failover (max s)", "ha.failover.max_seconds", "{:.2f}"),
+     "ha.output.failover.median_seconds", "{:.2f}"),
+    ("HA: failover (max s)", "ha.output.failover.max_seconds", "{:.2f}"),
 ]
 
 
