@@ -18,10 +18,11 @@ from aiohttp import web
 
 from bridge.bigpanda.client import BigPandaClient
 from bridge.bigpanda.incidents import BigPandaIncidents
+from bridge.bigpanda.jobs import JobTracker
 from bridge.budget import RequestBudget, SweepBudget
 from bridge.catalog import Catalog
 from bridge.config import Settings
-from bridge.dispatch import Dispatcher, JobTracker
+from bridge.dispatch import Dispatcher
 from bridge.errors import AuthError, BridgeError, StateError, retry_reason
 from bridge.failures import FailureBurst
 from bridge.filters import AlertFilter
