@@ -46,7 +46,7 @@ import asyncio
 import dataclasses
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -239,8 +239,7 @@ class StatusSync:
                 except ValidationError:
                     continue
             enrichment = await self._catalog.enrich(alerts)
-        events: list[NewEvent] = []
-        rejected: list[Rejected] = []
+        outcomes: list[NewEvent | Rejected] = []
         track: list[TrackedAlert] = []
         for tracked, raw in changed:
             transition = tracked.transitions + 1
@@ -259,7 +258,6 @@ class StatusSync:
                     count if count is not None else tracked.event_count,
                 )
             )
-            app_key = first_keys.get(alert_key(tracked.alert_id))
             outcome = self._event(
                 raw,
                 tracked,
@@ -268,7 +266,7 @@ class StatusSync:
                 now,
                 enrichment,
                 original,
-                app_key,
+                first_keys,
             )
             actor = raw.get("updatedBy")
             if isinstance(actor, dict) and actor.get("id") in self._own_actor_ids:
@@ -277,10 +275,7 @@ class StatusSync:
                 log.info("alert.status_changed_by_bridge", alert_id=tracked.alert_id,
                          status_to=new_status)
                 continue
-            if isinstance(outcome, Rejected):
-                rejected.append(outcome)
-            else:
-                events.append(outcome)
+            outcomes.append(outcome)
             log.info(
                 "alert.status_changed",
                 alert_id=tracked.alert_id,
@@ -291,28 +286,19 @@ class StatusSync:
         for tracked, raw, count in counted:
             # Same status, same transitions, same first-forwarded alert: only the count moves.
             track.append(tracked._replace(event_count=count))
-            app_key = first_keys.get(alert_key(tracked.alert_id))
             key = event_count_key(tracked.alert_id, count)
-            outcome = self._event(
-                raw,
-                tracked,
-                EVENT_EVENT_COUNT,
-                lambda _bp, k=key: k,
-                now,
-                enrichment,
-                original_form(raw),
-                app_key,
-            )
-            if isinstance(outcome, Rejected):
-                rejected.append(outcome)
-            else:
-                events.append(outcome)
+            outcomes.append(self._event(
+                raw, tracked, EVENT_EVENT_COUNT, lambda _bp, k=key: k, now, enrichment,
+                original_form(raw), first_keys,
+            ))
             log.info(
                 "alert.event_count_changed",
                 alert_id=tracked.alert_id,
                 event_count_from=_last_count(tracked),
                 event_count_to=count,
             )
+        events = [o for o in outcomes if not isinstance(o, Rejected)]
+        rejected = [o for o in outcomes if isinstance(o, Rejected)]
         fresh = self._outbox.record(events, rejected=rejected, track=track, untrack=gone)
         count_intake(self._metrics, fresh, rejected, rejected_event="status_change.rejected")
         for t in gone:
@@ -328,9 +314,12 @@ class StatusSync:
         now: float,
         enrichment: dict[str, Any],
         original: bytes,
-        app_key: str | None,
+        first_keys: Mapping[str, str],
     ) -> NewEvent | Rejected:
-        """The event of one change; `key_for(bp_status)` is its dedup key ("invalid" if none)."""
+        """The event of one change; `key_for(bp_status)` is its dedup key ("invalid" if none).
+
+        It goes to the app key the alert's first event went to (`first_keys`, by dedup key).
+        """
         try:
             alert = Alert.model_validate(raw)
         except ValidationError as exc:
@@ -349,7 +338,7 @@ class StatusSync:
             observed=now,
             event_time=now,
             rules=rules,
-            app_key=app_key or self._app_key_for(alert) or "",
+            app_key=first_keys.get(alert_key(tracked.alert_id)) or self._app_key_for(alert) or "",
             original=lambda: original,
             detection=detection,
             queries=queries,
