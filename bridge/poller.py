@@ -105,6 +105,21 @@ class _PageWork:
     newest: float | None
 
 
+@dataclass(frozen=True)
+class Forwarding:
+    """What decides whether and how a Panther alert is forwarded, shared by the poller and the
+    status sync, so an alert's later changes are decided as the alert was: its app key
+    (`app_key_for`, or the `router`'s route), mapping rules, enrichment (`catalog`), filters, and
+    how long after its creation its status is followed (`track_for`)."""
+
+    app_key_for: Callable[[Alert], str | None]
+    rules: MappingRules
+    router: Router | None = None
+    catalog: Catalog | None = None
+    filters: AlertFilter = field(default_factory=AlertFilter)
+    track_for: float = 7 * 86_400.0
+
+
 @dataclass
 class PollResult:
     """What one listing pass did, for logs, metrics and `bridge once`."""
@@ -157,22 +172,20 @@ class Poller:
         self._client = client
         self._outbox = outbox
         self._metrics = metrics
-        self._app_key_for = app_key_for
-        self._rules = rules
         self._initial_lookback = initial_lookback
         self._overlap = overlap
         self._clock = clock
-        self.filters = filters or AlertFilter()
-        self._catalog = catalog
+        # Routes decide app key, tags or drop; without one, app_key_for and rules do.
+        self.forwarding = Forwarding(
+            app_key_for, rules, router, catalog, filters or AlertFilter(), track_for
+        )
+        self.filters = self.forwarding.filters
         self._backfill_concurrency = max(1, backfill_concurrency)
         # Concurrent pagers of a head-poll catch-up (1: the head poll always pages sequentially).
         self._catchup_pagers = max(
             1, backfill_concurrency if catchup_concurrency is None else catchup_concurrency
         )
         self._catchup_lag = catchup_lag
-        self._track_for = track_for
-        # Routes decide app key, tags or drop; without one, app_key_for and rules do.
-        self._router = router
         self._dropped_ids: dict[str, None] = {}  # counted once each, though re-read in overlaps
         # Told when new events are stored, so the dispatcher wakes during a long catch-up too.
         self._on_recorded = on_recorded
@@ -185,15 +198,6 @@ class Poller:
     @property
     def listings(self) -> tuple[str, ...]:
         return self.filters.alert_types
-
-    @property
-    def rules(self) -> MappingRules:
-        """The mapping rules alerts are normalized with (the status sync uses the same)."""
-        return self._rules
-
-    @property
-    def app_key_for(self) -> Callable[[Alert], str | None]:
-        return self._app_key_for
 
     def start_point(self, listing: str = "ALERT") -> float:
         """Where the head poll starts: the watermark, or `initial_lookback` ago on a fresh state."""
@@ -498,9 +502,10 @@ class Poller:
                 elif newest is None or ts > newest:
                     newest = ts
         enrichment: Mapping[str, Enrichment] = {}
-        if self._catalog is not None and valid:
+        catalog = self.forwarding.catalog
+        if catalog is not None and valid:
             # A cache lookup + a bounded wait for the detections not cached yet.
-            enrichment = await self._catalog.enrich(alert for _, alert in valid)
+            enrichment = await catalog.enrich(alert for _, alert in valid)
         events: list[NewEvent] = []
         track: list[TrackedAlert] = []
         for raw, alert in valid:
@@ -606,10 +611,12 @@ class Poller:
         context: Enrichment | None = None,
     ) -> tuple[NewEvent, TrackedAlert | None] | Rejected | Dropped:
         detection, queries = context if context is not None else (None, [])
-        route = self._router.route(alert, detection) if self._router is not None else None
+        forwarding = self.forwarding
+        router = forwarding.router
+        route = router.route(alert, detection) if router is not None else None
         if route is not None and route.app_key is None:
             return Dropped(alert.id, route.name, route.drop_reason or "route")
-        app_key = route.app_key if route is not None else self._app_key_for(alert)
+        app_key = route.app_key if route is not None else forwarding.app_key_for(alert)
         created = alert.created_at.timestamp() if alert.created_at else observed
         event = build_event(
             alert,
@@ -617,7 +624,7 @@ class Poller:
             key_for=lambda _status: alert_key(alert.id),
             observed=observed,
             event_time=created,
-            rules=route.rules if route is not None else self._rules,
+            rules=route.rules if route is not None else forwarding.rules,
             app_key=app_key or "",
             original=lambda: original_form(raw),
             detection=detection,
@@ -628,7 +635,7 @@ class Poller:
         # Terminal alerts are followed too: RESOLVED -> OPEN (a reopen) must reach BigPanda, and
         # the status sync finds it at no extra request (see bridge.status_sync).
         tracked = None
-        if created >= observed - self._track_for:
+        if created >= observed - forwarding.track_for:
             tracked = TrackedAlert(alert.id, created, alert.status.upper(), 0, tracked_form(raw))
         return event, tracked  # type: ignore[return-value]
 

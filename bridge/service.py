@@ -188,16 +188,7 @@ class Bridge:
             late_sweep_interval=s.panther.late_sweep_interval,
         )
         self.status_sync = StatusSync(
-            self.panther,
-            self.outbox,
-            self.metrics,
-            app_key_for=self.poller.app_key_for,
-            rules=self.poller.rules,
-            track_for=s.panther.track_for,
-            catalog=self.catalog,
-            filters=filters,
-            router=router,
-            clock=self.clock,
+            self.panther, self.outbox, self.metrics, self.poller.forwarding, clock=self.clock,
             own_actor_ids=self.own_actor_ids,
         )
         if s.sync_back.enabled:

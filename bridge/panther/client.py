@@ -59,23 +59,16 @@ class AlertQuery(TypedDict, total=False):
 
 
 def panther_target(
-    session: aiohttp.ClientSession,
-    *,
-    api_url: str,
-    api_token: str,
-    timeout: float,
-    metrics: Metrics | None,
-    auth_hint: str | None = None,
+    session: aiohttp.ClientSession, api_url: str, api_token: str, **options: Any
 ) -> HttpTarget:
-    """Panther's REST API as one HTTP target: the `X-API-Key` token, JSON answers."""
+    """Panther's REST API as one HTTP target: the `X-API-Key` token, JSON answers. `options`
+    go to `HttpTarget` as they are (timeout, metrics, auth_hint)."""
     return HttpTarget(
         session,
         target="panther",
         base_url=api_url,
         headers={"X-API-Key": api_token, "Accept": "application/json"},
-        timeout=timeout,
-        metrics=metrics,
-        auth_hint=auth_hint,
+        **options,
     )
 
 
@@ -93,9 +86,7 @@ class PantherClient:
         metrics: Metrics | None = None,
         budget: RequestBudget | None = None,
     ) -> None:
-        self._http = panther_target(
-            session, api_url=api_url, api_token=api_token, timeout=timeout, metrics=metrics
-        )
+        self._http = panther_target(session, api_url, api_token, timeout=timeout, metrics=metrics)
         self.page_size = page_size
         self.budget = budget
 

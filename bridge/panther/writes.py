@@ -43,7 +43,7 @@ class PantherWrites:
         metrics: Metrics | None = None,
     ) -> None:
         self._http = panther_target(
-            session, api_url=api_url, api_token=api_token, timeout=timeout, metrics=metrics,
+            session, api_url, api_token, timeout=timeout, metrics=metrics,
             auth_hint=WRITE_PERMISSION_HINT,
         )
 
