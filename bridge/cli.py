@@ -366,6 +366,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     async def go() -> None:
+        # The options both simulators take; the Panther one has its alert source's too.
+        common = {"latency": args.latency, "faults": args.faults, "date_offset": args.date_offset}
         if args.kind == "panther":
             from bridge.sim.panther import serve
 
@@ -374,23 +376,15 @@ def cmd_sim(args: argparse.Namespace) -> int:
                 args.port,
                 alerts=args.alerts,
                 rate=args.rate,
-                latency=args.latency,
-                faults=args.faults,
                 refuse=tuple(args.refuse),
-                date_offset=args.date_offset,
                 late_fraction=args.late_fraction,
                 late_by=args.late_by,
+                **common,
             )
         else:
             from bridge.sim.bigpanda import serve
 
-            await serve(
-                args.host,
-                args.port,
-                latency=args.latency,
-                faults=args.faults,
-                date_offset=args.date_offset,
-            )
+            await serve(args.host, args.port, **common)
 
     try:
         asyncio.run(go())

@@ -191,16 +191,11 @@ class Doctor:
 
             first = await get("/alerts", {"limit": "1", "type": "ALERT"})
             self._clock("Panther", first)
-            if first.status == 0:
-                self.report(
-                    Check(
-                        FAIL,
-                        "Panther reachable",
-                        f"no answer from {p.api_url}: {first.error}",
-                        "check panther.api_url, DNS, HTTPS_PROXY/NO_PROXY, and panther.ca_bundle "
-                        "for a private CA",
-                    )
-                )
+            if not self._answered(
+                "Panther reachable", p.api_url, first,
+                "check panther.api_url, DNS, HTTPS_PROXY/NO_PROXY, and panther.ca_bundle for a "
+                "private CA",
+            ):
                 self.report(Check(UNPROVEN, "Panther token", "not checked: Panther not reachable"))
                 return
             if first.status == 404:
@@ -324,16 +319,11 @@ class Doctor:
             probe = orjson.dumps({"app_key": b.app_key, "alerts": []})
             answer = await _request(session, "POST", url, headers, None, b.timeout, probe)
             self._clock("BigPanda", answer)
-            if answer.status == 0:
-                self.report(
-                    Check(
-                        FAIL,
-                        "BigPanda reachable",
-                        f"no answer from {b.api_url}: {answer.error}",
-                        "check bigpanda.api_url (US https://api.bigpanda.io, EU "
-                        "https://eu-api.bigpanda.io), HTTPS_PROXY/NO_PROXY and bigpanda.ca_bundle",
-                    )
-                )
+            if not self._answered(
+                "BigPanda reachable", b.api_url, answer,
+                "check bigpanda.api_url (US https://api.bigpanda.io, EU "
+                "https://eu-api.bigpanda.io), HTTPS_PROXY/NO_PROXY and bigpanda.ca_bundle",
+            ):
                 return
             if answer.status == 404:
                 self.report(
@@ -503,6 +493,13 @@ class Doctor:
         self.report(Check(PASS, "clock", f"within {MAX_CLOCK_OFFSET:.0f} s ({seen})"))
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _answered(self, name: str, base_url: str, answer: _Answer, fix: str) -> bool:
+        """Whether `answer` is an answer at all; if not, `name` is reported failed with `fix`."""
+        if answer.status != 0:
+            return True
+        self.report(Check(FAIL, name, f"no answer from {base_url}: {answer.error}", fix))
+        return False
 
     def _unexpected(self, name: str, what: str, answer: _Answer) -> Check:
         if answer.status == 0:

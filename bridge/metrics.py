@@ -6,6 +6,8 @@ counters. Label values are bounded: targets, endpoint templates, status codes, e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -33,164 +35,152 @@ class Metrics:
         platform_collector.PlatformCollector(registry=r)
         gc_collector.GCCollector(registry=r)
 
-        self.events_received = Counter(
+        self.events_received = self._counter(
             "bridge_events_received_total",
             "Events taken from Panther into the outbox, by kind (alert, status_change, "
             "event_count: only the eventCount grew, with mapping.forward_event_count).",
-            ["kind"],
-            registry=r,
+            "kind",
         )
-        self.events_sent = Counter(
+        self.events_sent = self._counter(
             "bridge_events_sent_total",
             "Events BigPanda accepted, by the BigPanda alert status sent.",
-            ["status"],
-            registry=r,
+            "status",
         )
-        self.events_dead_lettered = Counter(
+        self.events_dead_lettered = self._counter(
             "bridge_events_dead_lettered_total",
             "Events moved to the dead-letter table, by reason.",
-            ["reason"],
-            registry=r,
+            "reason",
         )
         # Routing, beyond DESIGN.md's list: dropping on purpose is not a dead letter.
-        self.events_dropped = Counter(
+        self.events_dropped = self._counter(
             "bridge_events_dropped_total",
             "Alerts not sent on purpose, by reason (unrouted: no route and routing.unmatched "
             "is drop; route: a route with drop: true; filtered: panther.filters).",
-            ["reason"],
-            registry=r,
+            "reason",
         )
-        self.http_requests = Counter(
+        self.http_requests = self._counter(
             "bridge_http_requests_total",
             "HTTP requests made, by target API, endpoint template and status code (0: none).",
-            ["target", "endpoint", "code"],
-            registry=r,
+            "target", "endpoint", "code",
         )
-        self.http_duration = Histogram(
+        self.http_duration = self._histogram(
             "bridge_http_request_duration_seconds",
             "Duration of HTTP requests to Panther and BigPanda.",
-            ["target", "endpoint"],
+            "target", "endpoint",
             buckets=HTTP_BUCKETS,
-            registry=r,
         )
-        self.retries = Counter(
+        self.retries = self._counter(
             "bridge_retries_total",
             "Requests that failed and will be tried again, by target and reason.",
-            ["target", "reason"],
-            registry=r,
+            "target", "reason",
         )
-        self.outbox_events = Gauge(
+        self.outbox_events = self._gauge(
             "bridge_outbox_events",
             "Events waiting in the outbox (not yet accepted by BigPanda).",
-            registry=r,
         )
-        self.dead_letter_events = Gauge(
+        self.dead_letter_events = self._gauge(
             "bridge_dead_letter_events",
             "Events currently in the dead-letter table.",
-            registry=r,
         )
-        self.jobs_in_flight = Gauge(
+        self.jobs_in_flight = self._gauge(
             "bridge_jobs_in_flight",
             "BigPanda asynchronous jobs (202 Accepted) not yet done or failed.",
-            registry=r,
         )
-        self.jobs = Counter(
+        self.jobs = self._counter(
             "bridge_jobs_total",
             "BigPanda asynchronous jobs finished, by result (done, failed, timeout).",
-            ["result"],
-            registry=r,
+            "result",
         )
-        self.watermark = Gauge(
+        self.watermark = self._gauge(
             "bridge_watermark_timestamp_seconds",
             "Creation time of the newest Panther alert durably recorded.",
-            registry=r,
         )
-        self.last_successful_poll = Gauge(
+        self.last_successful_poll = self._gauge(
             "bridge_last_successful_poll_timestamp_seconds",
             "When the last Panther poll completed without error.",
-            registry=r,
         )
-        self.delivery_latency = Histogram(
+        self.delivery_latency = self._histogram(
             "bridge_delivery_latency_seconds",
             "From the event's time (alert createdAt or status observation) to BigPanda acceptance.",
             buckets=LATENCY_BUCKETS,
-            registry=r,
         )
-        self.build_info = Gauge(
+        self.build_info = self._gauge(
             "bridge_build_info",
             "Always 1; the version label says which bridge runs.",
-            ["version"],
-            registry=r,
+            "version",
         )
         self.build_info.labels(version=__version__).set(1)
         # Panther side: status tracking and enrichment, beyond DESIGN.md's contract list.
-        self.tracked_alerts = Gauge(
+        self.tracked_alerts = self._gauge(
             "bridge_tracked_alerts",
             "Forwarded Panther alerts whose status changes are still followed.",
-            registry=r,
         )
-        self.tracking_expired = Counter(
+        self.tracking_expired = self._counter(
             "bridge_tracking_expired_total",
             "Alerts no longer followed because they are older than panther.track_for.",
-            registry=r,
         )
-        self.catalog_errors = Counter(
+        self.catalog_errors = self._counter(
             "bridge_catalog_errors_total",
             "Enrichment degraded (catalog listing or fetch failed, detection unknown), by reason.",
-            ["reason"],
-            registry=r,
+            "reason",
         )
 
         # Alerts whose createdAt is ahead of this host's clock (beyond the skew allowance):
         # delivered, but the watermark does not follow them.
-        self.alerts_from_future = Counter(
+        self.alerts_from_future = self._counter(
             "bridge_alerts_from_future_total",
             "Alerts created (by their createdAt) further in the future than the clock skew"
             " allows: delivered, counted once each; the watermark stays at now.",
-            registry=r,
         )
 
         # State trouble (disk full, a damaged file, ...), beyond DESIGN.md's contract list.
-        self.state_errors = Counter(
+        self.state_errors = self._counter(
             "bridge_state_errors_total",
             "Failed reads or writes of the state database, by reason (disk_full, corrupt, busy,"
             " access, io, state).",
-            ["reason"],
-            registry=r,
+            "reason",
         )
 
         # Two-way sync (BigPanda -> Panther).
-        self.writebacks = Counter(
+        self.writebacks = self._counter(
             "bridge_writebacks_total",
             "Write-backs to Panther (status, comment) by outcome: recorded, written, retried,"
             " refused, dead_lettered, skipped_*.",
-            ["kind", "outcome"],
-            registry=r,
+            "kind", "outcome",
         )
-        self.sync_back_lag = Gauge(
+        self.sync_back_lag = self._gauge(
             "bridge_sync_back_lag_seconds",
             "Seconds from a BigPanda incident activity to the bridge recording its write-back"
             " (the latest one).",
-            registry=r,
         )
 
         # High availability: leadership of the shared (PostgreSQL) state.
-        self.leader = Gauge(
+        self.leader = self._gauge(
             "bridge_leader",
             "1 while this replica leads (polls and sends), 0 on a standby.",
-            registry=r,
         )
-        self.leader_changes = Counter(
+        self.leader_changes = self._counter(
             "bridge_leader_changes_total",
             "Times this replica became leader (took the lease at a new term).",
-            registry=r,
         )
-        self.lease_renew_seconds = Histogram(
+        self.lease_renew_seconds = self._histogram(
             "bridge_lease_renew_seconds",
             "Time one renewal of the leadership lease took.",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-            registry=r,
         )
+
+    # One place that binds every metric to this registry; labels are given as names.
+
+    def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
+        return Counter(name, documentation, labels, registry=self.registry)
+
+    def _gauge(self, name: str, documentation: str, *labels: str) -> Gauge:
+        return Gauge(name, documentation, labels, registry=self.registry)
+
+    def _histogram(
+        self, name: str, documentation: str, *labels: str, buckets: Sequence[float]
+    ) -> Histogram:
+        return Histogram(name, documentation, labels, buckets=buckets, registry=self.registry)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of everything in this registry."""

@@ -25,9 +25,8 @@ broken clock, a hostile source) is delivered and logged once, but does not move 
 so it hides none of the alerts after it (the head poll reads it again each time: one alert).
 
 A catch-up (after an outage, a storm) pages its window with concurrent pagers and pays per
-alert: the window starts as one slice per pager, and a pager that runs out of work takes the far
-half of the busiest slice still being read (at most `pagers // 2` times), so a window costs about
-ceil(alerts / 50) + 2 x pagers requests, not a fixed number of slices.
+alert: `bridge.catchup` schedules the slices (one per pager, the busiest split when a pager runs
+out of work), and this module reads each one (`_read_slice`).
 
 A listing may change between pages (alerts inserted, statuses changing): the watermark only moves
 to what a recorded page held, inserts behind it are the sweep's, and repeats are deduplicated.
@@ -35,11 +34,9 @@ to what a recorded page held, inserts behind it are the sweep's, and repeats are
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import itertools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -49,7 +46,7 @@ from pydantic import ValidationError
 
 from bridge.budget import SweepBudget
 from bridge.catalog import Catalog, Enrichment
-from bridge.errors import BridgeError
+from bridge.catchup import Slice, SplitReader
 from bridge.filters import AlertFilter, listing_of
 from bridge.intake import (
     alert_key,
@@ -63,7 +60,7 @@ from bridge.metrics import Metrics
 from bridge.normalize import EVENT_ALERT, MappingRules
 from bridge.outbox import NewEvent, Outbox, Rejected, TrackedAlert
 from bridge.panther.client import PantherClient
-from bridge.panther.models import Alert
+from bridge.panther.models import Alert, AlertPage
 from bridge.routing import Dropped, Router
 from bridge.timeutil import parse_timestamp
 
@@ -106,6 +103,21 @@ class _PageWork:
     rejected: list[Rejected]
     track: list[TrackedAlert]
     newest: float | None
+
+
+@dataclass(frozen=True)
+class Forwarding:
+    """What decides whether and how a Panther alert is forwarded, shared by the poller and the
+    status sync, so an alert's later changes are decided as the alert was: its app key
+    (`app_key_for`, or the `router`'s route), mapping rules, enrichment (`catalog`), filters, and
+    how long after its creation its status is followed (`track_for`)."""
+
+    app_key_for: Callable[[Alert], str | None]
+    rules: MappingRules
+    router: Router | None = None
+    catalog: Catalog | None = None
+    filters: AlertFilter = field(default_factory=AlertFilter)
+    track_for: float = 7 * 86_400.0
 
 
 @dataclass
@@ -160,22 +172,20 @@ class Poller:
         self._client = client
         self._outbox = outbox
         self._metrics = metrics
-        self._app_key_for = app_key_for
-        self._rules = rules
         self._initial_lookback = initial_lookback
         self._overlap = overlap
         self._clock = clock
-        self.filters = filters or AlertFilter()
-        self._catalog = catalog
+        # Routes decide app key, tags or drop; without one, app_key_for and rules do.
+        self.forwarding = Forwarding(
+            app_key_for, rules, router, catalog, filters or AlertFilter(), track_for
+        )
+        self.filters = self.forwarding.filters
         self._backfill_concurrency = max(1, backfill_concurrency)
         # Concurrent pagers of a head-poll catch-up (1: the head poll always pages sequentially).
         self._catchup_pagers = max(
             1, backfill_concurrency if catchup_concurrency is None else catchup_concurrency
         )
         self._catchup_lag = catchup_lag
-        self._track_for = track_for
-        # Routes decide app key, tags or drop; without one, app_key_for and rules do.
-        self._router = router
         self._dropped_ids: dict[str, None] = {}  # counted once each, though re-read in overlaps
         # Told when new events are stored, so the dispatcher wakes during a long catch-up too.
         self._on_recorded = on_recorded
@@ -188,15 +198,6 @@ class Poller:
     @property
     def listings(self) -> tuple[str, ...]:
         return self.filters.alert_types
-
-    @property
-    def rules(self) -> MappingRules:
-        """The mapping rules alerts are normalized with (the status sync uses the same)."""
-        return self._rules
-
-    @property
-    def app_key_for(self) -> Callable[[Alert], str | None]:
-        return self._app_key_for
 
     def start_point(self, listing: str = "ALERT") -> float:
         """Where the head poll starts: the watermark, or `initial_lookback` ago on a fresh state."""
@@ -228,9 +229,7 @@ class Poller:
         while True:
             start = self.start_point(listing) - EPSILON
             behind: float | None = None
-            pages = self._client.iter_alert_pages(
-                created_after=_dt(start), alert_type=listing, **self.filters.query(listing)
-            )
+            pages = self._pages(listing, start)
             async with contextlib.aclosing(pages):
                 async for page in pages:
                     total.pages += 1
@@ -279,9 +278,10 @@ class Poller:
             "poll.catching_up", listing=listing, behind_seconds=round(until - since, 1),
             pagers=self._catchup_pagers,
         )
-        await _SplitReader(self, listing, self._catchup_pagers, total, prefix_done).run(
-            since, until
-        )
+        await SplitReader(
+            lambda piece: self._read_slice(piece, listing, total), self._catchup_pagers,
+            prefix_done,
+        ).run(since, until)
         return total
 
     def sweep_due(self, *, busy: bool = False) -> bool:
@@ -367,12 +367,7 @@ class Poller:
         """Read [start, end) for a sweep, at most `max_pages` pages. Returns None when the window
         was read to its end, else the newest `createdAt` read (where the next sweep goes on)."""
         newest: float | None = None
-        pages = self._client.iter_alert_pages(
-            created_after=_dt(start),
-            created_before=_dt(end),
-            alert_type=listing,
-            **self.filters.query(listing),
-        )
+        pages = self._pages(listing, start, end)
         read = 0
         async with contextlib.aclosing(pages):
             async for page in pages:
@@ -398,7 +393,10 @@ class Poller:
         """
         total = PollResult()
         for listing in self.listings:
-            await _SplitReader(self, listing, self._backfill_concurrency, total).run(since, until)
+            await SplitReader(
+                lambda piece, listing=listing: self._read_slice(piece, listing, total),
+                self._backfill_concurrency,
+            ).run(since, until)
         return total
 
     async def read_window(
@@ -422,12 +420,7 @@ class Poller:
         newest: float | None = None
         if not advance_watermark and group > 1:
             return await self._read_grouped(start, end, listing, result, group)
-        async for page in self._client.iter_alert_pages(
-            created_after=_dt(start),
-            created_before=_dt(end) if end is not None else None,
-            alert_type=listing,
-            **self.filters.query(listing),
-        ):
+        async for page in self._pages(listing, start, end):
             result.pages += 1
             page_newest = await self.ingest_page(
                 page.results, result, advance_watermark=advance_watermark, listing=listing
@@ -441,12 +434,7 @@ class Poller:
     ) -> float | None:
         newest: float | None = None
         held: list[_PageWork] = []
-        async for page in self._client.iter_alert_pages(
-            created_after=_dt(start),
-            created_before=_dt(end) if end is not None else None,
-            alert_type=listing,
-            **self.filters.query(listing),
-        ):
+        async for page in self._pages(listing, start, end):
             result.pages += 1
             work = await self._prepare(page.results, result)
             if work.newest is not None and (newest is None or work.newest > newest):
@@ -514,9 +502,10 @@ class Poller:
                 elif newest is None or ts > newest:
                     newest = ts
         enrichment: Mapping[str, Enrichment] = {}
-        if self._catalog is not None and valid:
+        catalog = self.forwarding.catalog
+        if catalog is not None and valid:
             # A cache lookup + a bounded wait for the detections not cached yet.
-            enrichment = await self._catalog.enrich(alert for _, alert in valid)
+            enrichment = await catalog.enrich(alert for _, alert in valid)
         events: list[NewEvent] = []
         track: list[TrackedAlert] = []
         for raw, alert in valid:
@@ -622,10 +611,12 @@ class Poller:
         context: Enrichment | None = None,
     ) -> tuple[NewEvent, TrackedAlert | None] | Rejected | Dropped:
         detection, queries = context if context is not None else (None, [])
-        route = self._router.route(alert, detection) if self._router is not None else None
+        forwarding = self.forwarding
+        router = forwarding.router
+        route = router.route(alert, detection) if router is not None else None
         if route is not None and route.app_key is None:
             return Dropped(alert.id, route.name, route.drop_reason or "route")
-        app_key = route.app_key if route is not None else self._app_key_for(alert)
+        app_key = route.app_key if route is not None else forwarding.app_key_for(alert)
         created = alert.created_at.timestamp() if alert.created_at else observed
         event = build_event(
             alert,
@@ -633,7 +624,7 @@ class Poller:
             key_for=lambda _status: alert_key(alert.id),
             observed=observed,
             event_time=created,
-            rules=route.rules if route is not None else self._rules,
+            rules=route.rules if route is not None else forwarding.rules,
             app_key=app_key or "",
             original=lambda: original_form(raw),
             detection=detection,
@@ -644,135 +635,49 @@ class Poller:
         # Terminal alerts are followed too: RESOLVED -> OPEN (a reopen) must reach BigPanda, and
         # the status sync finds it at no extra request (see bridge.status_sync).
         tracked = None
-        if created >= observed - self._track_for:
+        if created >= observed - forwarding.track_for:
             tracked = TrackedAlert(alert.id, created, alert.status.upper(), 0, tracked_form(raw))
         return event, tracked  # type: ignore[return-value]
 
+    async def _read_slice(self, piece: Slice, listing: str, total: PollResult) -> None:
+        """Read one slice of a catch-up or backfill for `SplitReader`, noting how far it got.
 
-@dataclass(slots=True)
-class _Slice:
-    """A time slice of a catch-up or backfill window and how far its pager has read it."""
-
-    start: float
-    end: float
-    taken: bool = False
-    done: bool = False
-    position: float | None = None  # newest createdAt read so far
-    more: bool = True  # its last page had a `next`: more to read
-    newest: float | None = None
-
-
-class _SplitReader:
-    """Pages [since, until) of one listing with `pagers` concurrent readers, paying per alert.
-
-    The window starts as one slice per pager. A pager out of work takes the far half of the
-    slice with the most left to read, if that slice's last page was full, at most `pagers // 2`
-    times: each split costs at most two requests (the thief's last, partial page; the victim's
-    page that overshoots the new bound), so N alerts cost at most ceil(N / page) + 2 x pagers.
-    `prefix_done(mark)` is told the newest alert of the contiguous prefix of finished slices.
-    """
-
-    def __init__(
-        self,
-        poller: Poller,
-        listing: str,
-        pagers: int,
-        total: PollResult,
-        prefix_done: Callable[[float], None] | None = None,
-    ) -> None:
-        self._poller = poller
-        self._listing = listing
-        self._pagers = max(1, pagers)
-        self._total = total
-        self._prefix_done = prefix_done
-        self._slices: list[_Slice] = []
-        self._splits_left = self._pagers // 2
-        self._prefix = 0
-        self._mark: float | None = None
-
-    async def run(self, since: float, until: float) -> None:
-        step = (until - since) / self._pagers
-        bounds = [since + i * step for i in range(self._pagers)] + [until]
-        self._slices = [_Slice(a, b) for a, b in itertools.pairwise(bounds)]
-        try:
-            async with asyncio.TaskGroup() as tg:
-                for _ in range(self._pagers):
-                    tg.create_task(self._pager())
-        except ExceptionGroup as group:
-            # One failed slice stops the others (what was recorded stays); say why plainly.
-            failures = [e for e in group.exceptions if isinstance(e, BridgeError)]
-            if failures and len(failures) == len(group.exceptions):
-                raise failures[0] from None
-            raise
-
-    def _next_slice(self) -> _Slice | None:
-        for piece in self._slices:
-            if not piece.taken:
-                piece.taken = True
-                return piece
-        if self._splits_left <= 0:
-            return None
-        busy = [p for p in self._slices if not p.done and p.more and p.position is not None]
-        if not busy:
-            return None
-        victim = max(busy, key=lambda p: p.end - (p.position or p.start))
-        mid = ((victim.position or victim.start) + victim.end) / 2
-        if victim.end - mid < 1e-3:
-            return None
-        self._splits_left -= 1
-        thief = _Slice(mid, victim.end, taken=True)
-        victim.end = mid
-        self._slices.insert(self._slices.index(victim) + 1, thief)
-        return thief
-
-    async def _pager(self) -> None:
-        while (piece := self._next_slice()) is not None:
-            await self._read(piece)
-            piece.done = True
-            self._advance()
-
-    async def _read(self, piece: _Slice) -> None:
-        poller = self._poller
+        Pages are stored `PAGES_PER_COMMIT` at a time, with no watermark: the watermark passes
+        the slice only once the slices before it are complete too (`catch_up`).
+        """
         result = PollResult()
         held: list[_PageWork] = []
-        pages = poller._client.iter_alert_pages(
-            created_after=_dt(piece.start - EPSILON),
-            created_before=_dt(piece.end),
-            alert_type=self._listing,
-            **poller.filters.query(self._listing),
-        )
+        pages = self._pages(listing, piece.start - EPSILON, piece.end)
         try:
             async with contextlib.aclosing(pages):
                 async for page in pages:
                     result.pages += 1
-                    work = await poller._prepare(page.results, result)
+                    work = await self._prepare(page.results, result)
                     if work.newest is not None:
                         piece.position = max(piece.position or work.newest, work.newest)
                     piece.more = bool(page.next)
                     held.append(work)
                     if len(held) >= PAGES_PER_COMMIT:
-                        poller._store(held, result, watermark=None, listing=self._listing)
+                        self._store(held, result, watermark=None, listing=listing)
                         held = []
                     # A split may have moved this slice's end: the thief reads past it.
                     if piece.position is not None and piece.position >= piece.end:
                         break
             if held:
-                poller._store(held, result, watermark=None, listing=self._listing)
+                self._store(held, result, watermark=None, listing=listing)
         finally:
-            self._total.add(result)
-        if piece.position is not None:
-            piece.newest = min(piece.position, piece.end)
+            total.add(result)
 
-    def _advance(self) -> None:
-        mark: float | None = None
-        while self._prefix < len(self._slices) and self._slices[self._prefix].done:
-            newest = self._slices[self._prefix].newest
-            if newest is not None:
-                mark = newest if mark is None else max(mark, newest)
-            self._prefix += 1
-        if mark is not None and self._prefix_done is not None:
-            self._mark = mark if self._mark is None else max(self._mark, mark)
-            self._prefix_done(self._mark)
+    def _pages(
+        self, listing: str, start: float, end: float | None = None
+    ) -> AsyncIterator[AlertPage]:
+        """The pages of one listing created in [start, end) (no end: up to now), ascending."""
+        return self._client.iter_alert_pages(
+            created_after=_dt(start),
+            created_before=_dt(end) if end is not None else None,
+            alert_type=listing,
+            **self.filters.query(listing),
+        )
 
 
 def _dt(epoch: float) -> datetime:

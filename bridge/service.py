@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from types import TracebackType
+from typing import TypeVar
 
 import aiohttp
 import structlog
@@ -18,10 +19,11 @@ from aiohttp import web
 
 from bridge.bigpanda.client import BigPandaClient
 from bridge.bigpanda.incidents import BigPandaIncidents
+from bridge.bigpanda.jobs import JobTracker
 from bridge.budget import RequestBudget, SweepBudget
 from bridge.catalog import Catalog
 from bridge.config import Settings
-from bridge.dispatch import Dispatcher, JobTracker
+from bridge.dispatch import Dispatcher
 from bridge.errors import AuthError, BridgeError, StateError, retry_reason
 from bridge.failures import FailureBurst
 from bridge.filters import AlertFilter
@@ -45,6 +47,8 @@ from bridge.sync_back import SyncBack, SyncBackResult
 from bridge.writeback import WriteBack
 
 log = structlog.get_logger("bridge.service")
+
+_Result = TypeVar("_Result")
 
 GAUGE_INTERVAL = 5.0
 # How often the WAL is checkpointed from a worker thread (see Outbox.checkpoint).
@@ -184,16 +188,7 @@ class Bridge:
             late_sweep_interval=s.panther.late_sweep_interval,
         )
         self.status_sync = StatusSync(
-            self.panther,
-            self.outbox,
-            self.metrics,
-            app_key_for=self.poller.app_key_for,
-            rules=self.poller.rules,
-            track_for=s.panther.track_for,
-            catalog=self.catalog,
-            filters=filters,
-            router=router,
-            clock=self.clock,
+            self.panther, self.outbox, self.metrics, self.poller.forwarding, clock=self.clock,
             own_actor_ids=self.own_actor_ids,
         )
         if s.sync_back.enabled:
@@ -308,19 +303,11 @@ class Bridge:
     async def poll_cycle(self) -> PollResult | None:
         """Read new alerts into the outbox; on failure log, count, and leave the watermark alone."""
         started = self.clock()
-        if self._intake_paused():
-            return None
-        try:
-            result = await self.poller.poll_head()
-        except StateError as exc:
-            self._state_failed("poll", exc)
-            return None
-        except BridgeError as exc:  # AuthError included: FailureBurst takes readiness down
-            self.poll_faults.failed(exc)
+        result = await self._intake_cycle(self.poll_faults, self.poller.poll_head)
+        if result is None:
             return None
         self._state_recovered()
         self.poller.polled(result.pages)
-        self.poll_faults.succeeded()
         self.health.poll_succeeded()
         self.metrics.last_successful_poll.set(self.clock())
         log.info(
@@ -340,34 +327,18 @@ class Bridge:
 
     async def sweep_cycle(self) -> PollResult | None:
         """Re-read the overlap behind the watermarks for late-indexed alerts (its own cadence)."""
-        if self._intake_paused():
+        result = await self._intake_cycle(self.sweep_faults, self.poller.sweep_overlap)
+        if result is None:
             return None
-        try:
-            result = await self.poller.sweep_overlap()
-        except StateError as exc:
-            self._state_failed("sweep", exc)
-            return None
-        except BridgeError as exc:
-            self.sweep_faults.failed(exc)
-            return None
-        self.sweep_faults.succeeded()
         if result.new_events:  # the poller woke the dispatcher as it stored them
             log.info("sweep.found_late_alerts", new_events=result.new_events, pages=result.pages)
         return result
 
     async def sync_cycle(self) -> SyncResult | None:
         """Find status changes of tracked alerts and record them as events."""
-        if self._intake_paused():
+        result = await self._intake_cycle(self.sync_faults, self.status_sync.sync)
+        if result is None:
             return None
-        try:
-            result = await self.status_sync.sync()
-        except StateError as exc:
-            self._state_failed("status_sync", exc)
-            return None
-        except BridgeError as exc:
-            self.sync_faults.failed(exc)
-            return None
-        self.sync_faults.succeeded()
         self.poller.polled(result.pages + result.fetched)  # the sweep's share counts these too
         if result.new_events:
             self.dispatcher.wake(fresh=True)
@@ -375,6 +346,24 @@ class Bridge:
             "status_sync.completed", tracked=result.tracked, pages=result.pages,
             fetched=result.fetched, changes=result.changes, expired=result.expired,
         )
+        return result
+
+    async def _intake_cycle(
+        self, faults: FailureBurst, work: Callable[[], Awaitable[_Result]]
+    ) -> _Result | None:
+        """One run of a Panther loop's `work`, unless the state refuses writes; None when it
+        failed: logged, counted and backed off by the loop's `faults` (named like the loop)."""
+        if self._intake_paused():
+            return None
+        try:
+            result = await work()
+        except StateError as exc:
+            self._state_failed(faults.name, exc)
+            return None
+        except BridgeError as exc:  # AuthError included: FailureBurst takes readiness down
+            faults.failed(exc)
+            return None
+        faults.succeeded()
         return result
 
     # -- the state file refusing writes (disk full, ...) ----------------------------------------

@@ -46,7 +46,7 @@ import asyncio
 import dataclasses
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -55,8 +55,7 @@ import orjson
 import structlog
 from pydantic import ValidationError
 
-from bridge.catalog import Catalog
-from bridge.filters import AlertFilter, listing_of
+from bridge.filters import listing_of
 from bridge.intake import (
     alert_key,
     build_event,
@@ -67,11 +66,11 @@ from bridge.intake import (
     status_change_key,
 )
 from bridge.metrics import Metrics
-from bridge.normalize import EVENT_EVENT_COUNT, EVENT_STATUS_CHANGE, MappingRules
+from bridge.normalize import EVENT_EVENT_COUNT, EVENT_STATUS_CHANGE
 from bridge.outbox import NewEvent, Outbox, Rejected, TrackedAlert
 from bridge.panther.client import PantherClient
 from bridge.panther.models import Alert
-from bridge.routing import Router
+from bridge.poller import Forwarding
 
 log = structlog.get_logger("bridge.status_sync")
 
@@ -102,28 +101,20 @@ class StatusSync:
         client: PantherClient,
         outbox: Outbox,
         metrics: Metrics,
+        forwarding: Forwarding,
         *,
-        app_key_for: Callable[[Alert], str | None],
-        rules: MappingRules,
-        track_for: float,
-        catalog: Catalog | None = None,
-        filters: AlertFilter | None = None,
-        router: Router | None = None,
         clock: Callable[[], float] = time.time,
         own_actor_ids: Collection[str] = (),
     ) -> None:
         self._client = client
-        # The bridge's own Panther token (two-way sync): its changes are already in BigPanda.
-        self._own_actor_ids = own_actor_ids
         self._outbox = outbox
         self._metrics = metrics
-        self._app_key_for = app_key_for
-        self._rules = rules
-        self._track_for = track_for
-        self._catalog = catalog
-        self._filters = filters or AlertFilter()
-        self._router = router
+        # The poller's: a change is routed, mapped, enriched and filtered as its alert was.
+        self._forwarding = forwarding
+        self._track_for = forwarding.track_for  # tracked rows older than this expire
         self._clock = clock
+        # The bridge's own Panther token (two-way sync): its changes are already in BigPanda.
+        self._own_actor_ids = own_actor_ids
 
     async def sync(self) -> SyncResult:
         """One pass: expire, list, confirm the few that need it, record the changes."""
@@ -139,7 +130,7 @@ class StatusSync:
             return result
 
         # Counts of OPEN alerts too when they are forwarded: list every status (more pages).
-        statuses = () if self._rules.forward_event_count else LISTED_STATUSES
+        statuses = () if self._forwarding.rules.forward_event_count else LISTED_STATUSES
         groups: dict[str, list[TrackedAlert]] = defaultdict(list)
         for t in tracked:
             groups[_listing(t)].append(t)
@@ -166,7 +157,7 @@ class StatusSync:
             and str(current[t.alert_id].get("status") or "").upper() not in ("", t.status)
         ]
         counted: list[tuple[TrackedAlert, dict[str, Any], int]] = []
-        if self._rules.forward_event_count:
+        if self._forwarding.rules.forward_event_count:
             # A status change carries the new count itself: only the others are looked at.
             status_changed = {t.alert_id for t, _ in changed}
             for t in tracked:
@@ -199,7 +190,7 @@ class StatusSync:
             created_after=datetime.fromtimestamp(oldest - EPSILON, tz=UTC),
             alert_type=listing,
             statuses=statuses,
-            **self._filters.query(listing),
+            **self._forwarding.filters.query(listing),
         ):
             result.pages += 1
             for alert in page.results:
@@ -231,16 +222,16 @@ class StatusSync:
             + [alert_key(t.alert_id) for t, _, _ in counted]
         )
         enrichment = {}
-        if self._catalog is not None:
+        catalog = self._forwarding.catalog
+        if catalog is not None:
             alerts = []
             for raw in [raw for _, raw in changed] + [raw for _, raw, _ in counted]:
                 try:
                     alerts.append(Alert.model_validate(raw))
                 except ValidationError:
                     continue
-            enrichment = await self._catalog.enrich(alerts)
-        events: list[NewEvent] = []
-        rejected: list[Rejected] = []
+            enrichment = await catalog.enrich(alerts)
+        outcomes: list[NewEvent | Rejected] = []
         track: list[TrackedAlert] = []
         for tracked, raw in changed:
             transition = tracked.transitions + 1
@@ -259,7 +250,6 @@ class StatusSync:
                     count if count is not None else tracked.event_count,
                 )
             )
-            app_key = first_keys.get(alert_key(tracked.alert_id))
             outcome = self._event(
                 raw,
                 tracked,
@@ -268,7 +258,7 @@ class StatusSync:
                 now,
                 enrichment,
                 original,
-                app_key,
+                first_keys,
             )
             actor = raw.get("updatedBy")
             if isinstance(actor, dict) and actor.get("id") in self._own_actor_ids:
@@ -277,10 +267,7 @@ class StatusSync:
                 log.info("alert.status_changed_by_bridge", alert_id=tracked.alert_id,
                          status_to=new_status)
                 continue
-            if isinstance(outcome, Rejected):
-                rejected.append(outcome)
-            else:
-                events.append(outcome)
+            outcomes.append(outcome)
             log.info(
                 "alert.status_changed",
                 alert_id=tracked.alert_id,
@@ -291,28 +278,19 @@ class StatusSync:
         for tracked, raw, count in counted:
             # Same status, same transitions, same first-forwarded alert: only the count moves.
             track.append(tracked._replace(event_count=count))
-            app_key = first_keys.get(alert_key(tracked.alert_id))
             key = event_count_key(tracked.alert_id, count)
-            outcome = self._event(
-                raw,
-                tracked,
-                EVENT_EVENT_COUNT,
-                lambda _bp, k=key: k,
-                now,
-                enrichment,
-                original_form(raw),
-                app_key,
-            )
-            if isinstance(outcome, Rejected):
-                rejected.append(outcome)
-            else:
-                events.append(outcome)
+            outcomes.append(self._event(
+                raw, tracked, EVENT_EVENT_COUNT, lambda _bp, k=key: k, now, enrichment,
+                original_form(raw), first_keys,
+            ))
             log.info(
                 "alert.event_count_changed",
                 alert_id=tracked.alert_id,
                 event_count_from=_last_count(tracked),
                 event_count_to=count,
             )
+        events = [o for o in outcomes if not isinstance(o, Rejected)]
+        rejected = [o for o in outcomes if isinstance(o, Rejected)]
         fresh = self._outbox.record(events, rejected=rejected, track=track, untrack=gone)
         count_intake(self._metrics, fresh, rejected, rejected_event="status_change.rejected")
         for t in gone:
@@ -328,18 +306,22 @@ class StatusSync:
         now: float,
         enrichment: dict[str, Any],
         original: bytes,
-        app_key: str | None,
+        first_keys: Mapping[str, str],
     ) -> NewEvent | Rejected:
-        """The event of one change; `key_for(bp_status)` is its dedup key ("invalid" if none)."""
+        """The event of one change; `key_for(bp_status)` is its dedup key ("invalid" if none).
+
+        It goes to the app key the alert's first event went to (`first_keys`, by dedup key).
+        """
         try:
             alert = Alert.model_validate(raw)
         except ValidationError as exc:
             rejected = malformed(raw, exc, now, kind=kind, key_for=key_for)
             return dataclasses.replace(rejected, alert_id=tracked.alert_id, original=original)
         detection, queries = enrichment.get(alert.id, (None, []))
-        rules = self._rules
-        if self._router is not None:
-            route = self._router.route(_first_seen(tracked, alert), detection)
+        rules = self._forwarding.rules
+        router = self._forwarding.router
+        if router is not None:
+            route = router.route(_first_seen(tracked, alert), detection)
             if route.app_key is not None:  # the route's tags, unless it would drop the change
                 rules = route.rules
         return build_event(
@@ -349,7 +331,11 @@ class StatusSync:
             observed=now,
             event_time=now,
             rules=rules,
-            app_key=app_key or self._app_key_for(alert) or "",
+            app_key=(
+                first_keys.get(alert_key(tracked.alert_id))
+                or self._forwarding.app_key_for(alert)
+                or ""
+            ),
             original=lambda: original,
             detection=detection,
             queries=queries,

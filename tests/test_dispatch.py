@@ -24,7 +24,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.bigpanda.client import Accepted, BigPandaClient
-from bridge.dispatch import MAX_BATCH_BYTES, Dispatcher, JobTracker, encode_batch
+from bridge.bigpanda.jobs import JobTracker
+from bridge.dispatch import MAX_BATCH_BYTES, Dispatcher, encode_batch
 from bridge.health import Health
 from bridge.metrics import Metrics
 from bridge.outbox import Outbox, PendingEvent

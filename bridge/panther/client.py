@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from urllib.parse import quote
 
 import aiohttp
@@ -44,6 +44,34 @@ NO_PROGRESS_PAGES = 3
 OBJECT_KINDS = frozenset({"rules", "scheduled-rules", "policies", "simple-rules", "queries"})
 
 
+class AlertQuery(TypedDict, total=False):
+    """The filters of `GET /alerts` (PANTHER.md), as keyword arguments of the listing methods;
+    an absent one is not sent, but `alert_type` defaults to `ALERT` and `sort_dir` to `asc`."""
+
+    created_after: datetime | None
+    created_before: datetime | None
+    alert_type: str
+    statuses: Sequence[str]
+    severities: Sequence[str]
+    detection_ids: Sequence[str]
+    log_types: Sequence[str]
+    sort_dir: str
+
+
+def panther_target(
+    session: aiohttp.ClientSession, api_url: str, api_token: str, **options: Any
+) -> HttpTarget:
+    """Panther's REST API as one HTTP target: the `X-API-Key` token, JSON answers. `options`
+    go to `HttpTarget` as they are (timeout, metrics, auth_hint)."""
+    return HttpTarget(
+        session,
+        target="panther",
+        base_url=api_url,
+        headers={"X-API-Key": api_token, "Accept": "application/json"},
+        **options,
+    )
+
+
 class PantherClient:
     """Panther's REST API with an `X-API-Key` token; every method is one request or one listing."""
 
@@ -58,14 +86,7 @@ class PantherClient:
         metrics: Metrics | None = None,
         budget: RequestBudget | None = None,
     ) -> None:
-        self._http = HttpTarget(
-            session,
-            target="panther",
-            base_url=api_url,
-            headers={"X-API-Key": api_token, "Accept": "application/json"},
-            timeout=timeout,
-            metrics=metrics,
-        )
+        self._http = panther_target(session, api_url, api_token, timeout=timeout, metrics=metrics)
         self.page_size = page_size
         self.budget = budget
 
@@ -76,32 +97,25 @@ class PantherClient:
         return await self._http.request(method, path, **kwargs)
 
     async def list_alerts(
-        self,
-        *,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-        alert_type: str = "ALERT",
-        statuses: Sequence[str] = (),
-        severities: Sequence[str] = (),
-        detection_ids: Sequence[str] = (),
-        log_types: Sequence[str] = (),
-        sort_dir: str = "asc",
-        cursor: str | None = None,
-        limit: int | None = None,
+        self, *, cursor: str | None = None, limit: int | None = None, **query: Unpack[AlertQuery]
     ) -> AlertPage:
         """One page of `GET /alerts`; pass `page.next` back as `cursor` for the following one."""
-        params: list[tuple[str, str]] = [("type", alert_type), ("sort-dir", sort_dir)]
+        if unknown := query.keys() - AlertQuery.__optional_keys__:
+            raise TypeError(f"unknown GET /alerts filters: {sorted(unknown)}")
+        params: list[tuple[str, str]] = [
+            ("type", query.get("alert_type", "ALERT")), ("sort-dir", query.get("sort_dir", "asc"))
+        ]
         # Panther's default window is the last 30 days: always say what we mean when we know it.
-        if created_after is not None:
+        if (created_after := query.get("created_after")) is not None:
             params.append(("created-after", format_rfc3339(created_after)))
-        if created_before is not None:
+        if (created_before := query.get("created_before")) is not None:
             params.append(("created-before", format_rfc3339(created_before)))
         # Array parameters repeat the bare key (`status=OPEN&status=TRIAGED`), no `[]` on the wire.
         for key, values in (
-            ("status", statuses),
-            ("severity", severities),
-            ("detection-id", detection_ids),
-            ("log-type", log_types),
+            ("status", query.get("statuses", ())),
+            ("severity", query.get("severities", ())),
+            ("detection-id", query.get("detection_ids", ())),
+            ("log-type", query.get("log_types", ())),
         ):
             params.extend((key, value) for value in values)
         page_limit = max(1, min(limit or self.page_size, MAX_ALERTS_PAGE))
@@ -117,17 +131,7 @@ class PantherClient:
         return AlertPage(results=results, next=next_cursor)
 
     async def iter_alert_pages(
-        self,
-        *,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-        alert_type: str = "ALERT",
-        statuses: Sequence[str] = (),
-        severities: Sequence[str] = (),
-        detection_ids: Sequence[str] = (),
-        log_types: Sequence[str] = (),
-        sort_dir: str = "asc",
-        limit: int | None = None,
+        self, *, limit: int | None = None, **query: Unpack[AlertQuery]
     ) -> AsyncIterator[AlertPage]:
         """Every page of `GET /alerts` for these filters, following `next` until it ends.
 
@@ -140,18 +144,7 @@ class PantherClient:
         stalled = 0
         cursor: str | None = None
         while True:
-            page = await self.list_alerts(
-                created_after=created_after,
-                created_before=created_before,
-                alert_type=alert_type,
-                statuses=statuses,
-                severities=severities,
-                detection_ids=detection_ids,
-                log_types=log_types,
-                sort_dir=sort_dir,
-                cursor=cursor,
-                limit=limit,
-            )
+            page = await self.list_alerts(cursor=cursor, limit=limit, **query)
             if len(page.results) > MAX_PAGE_RESULTS:
                 # Panther (or a proxy) ignored `limit`: hand the page on in slices, dropping
                 # each from memory once taken, so intake never works on more than a slice.

@@ -16,8 +16,8 @@ import aiohttp
 import orjson
 
 from bridge.errors import AuthError
-from bridge.http import HttpTarget
 from bridge.metrics import Metrics
+from bridge.panther.client import panther_target
 
 MAX_IDS_PER_PATCH = 25
 WRITE_PERMISSION_HINT = (
@@ -42,13 +42,8 @@ class PantherWrites:
         timeout: float = 10.0,
         metrics: Metrics | None = None,
     ) -> None:
-        self._http = HttpTarget(
-            session,
-            target="panther",
-            base_url=api_url,
-            headers={"X-API-Key": api_token, "Accept": "application/json"},
-            timeout=timeout,
-            metrics=metrics,
+        self._http = panther_target(
+            session, api_url, api_token, timeout=timeout, metrics=metrics,
             auth_hint=WRITE_PERMISSION_HINT,
         )
 
