@@ -4,24 +4,8 @@ The state is bridge/state/: the records (records.py), the SQLite file (sqlite.py
 sqlite_schema.py, its errors in sqlite_errors.py) and PostgreSQL (postgres.py).
 """
 
-from bridge.state.records import (
-    DEAD,
-    IN_JOB,
-    PENDING,
-    SENT,
-    WRITEBACK_KINDS,
-    DeadLetter,
-    EventState,
-    Job,
-    NewEvent,
-    PendingEvent,
-    Rejected,
-    TrackedAlert,
-)
+from bridge.state.records import *  # noqa: F403 - the names scripts import from here
+from bridge.state.records import __all__ as _records
 from bridge.state.sqlite import AUTOCHECKPOINT_PAGES, SCHEMA_VERSION, Outbox, state_error
 
-__all__ = [
-    "AUTOCHECKPOINT_PAGES", "DEAD", "IN_JOB", "PENDING", "SCHEMA_VERSION", "SENT",
-    "WRITEBACK_KINDS", "DeadLetter", "EventState", "Job", "NewEvent", "Outbox", "PendingEvent",
-    "Rejected", "TrackedAlert", "state_error",
-]
+__all__ = [*_records, "AUTOCHECKPOINT_PAGES", "SCHEMA_VERSION", "Outbox", "state_error"]

@@ -10,6 +10,11 @@ import enum
 from dataclasses import dataclass
 from typing import NamedTuple
 
+__all__ = [
+    "DEAD", "IN_JOB", "PENDING", "SENT", "UNDELIVERED", "WRITEBACK_KINDS", "DeadLetter",
+    "EventState", "Job", "NewEvent", "PendingEvent", "Rejected", "TrackedAlert",
+]
+
 
 class EventState(enum.StrEnum):
     """An event's state, as stored in `events.state` and counted by `counts()`."""
