@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 import structlog
 from aioresponses_compat import MockHttp
+from harness import Rig, make_rig
 
 from bridge.metrics import Metrics
 
@@ -35,6 +37,13 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 def metrics() -> Metrics:
     """A fresh registry per test, so counters start at zero."""
     return Metrics()
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    """Both simulators on loopback and a config writer for the real bridge (tests/harness.py)."""
+    async with make_rig(tmp_path) as r:
+        yield r
 
 
 # Modules that run the whole bridge (a process, or `Bridge` in-process) against both simulators:

@@ -1,7 +1,8 @@
 """A test rig for delivery: both simulators on loopback, a real config file, the real bridge.
 
 `Rig` holds the simulators and writes config files for them with short settings (tests override
-any key); `running()` runs `Bridge.run` in the test's loop; `wait_until()` is the one bounded wait.
+any key); `running()` runs `Bridge.run` in the test's loop; `wait_until()` is the suite's one
+bounded wait. conftest.py wraps these as fixtures (`rig`).
 Counting is done on the BigPanda simulator, which deduplicates exact resends like the real service.
 """
 
@@ -114,11 +115,14 @@ async def make_rig(tmp: Path, **bigpanda_kwargs: Any) -> AsyncIterator[Rig]:
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, *, stop_timeout: float = 10.0) -> AsyncIterator[Bridge]:
-    """The real service (`Bridge.run`) in this loop; stopped like SIGTERM stops it, on exit."""
+async def running(
+    settings: Settings, *, stop_timeout: float = 10.0, serve: bool = False
+) -> AsyncIterator[Bridge]:
+    """The real service (`Bridge.run`) in this loop; stopped like SIGTERM stops it, on exit.
+    `serve` also starts its HTTP server (health, metrics) as `bridge run` does."""
     stopping = asyncio.Event()
     async with Bridge(settings) as bridge:
-        task = asyncio.create_task(bridge.run(stopping, serve=False), name="bridge")
+        task = asyncio.create_task(bridge.run(stopping, serve=serve), name="bridge")
         try:
             yield bridge
         finally:

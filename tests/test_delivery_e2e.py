@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import structlog
 from harness import (
     Rig,
     all_delivered,
-    make_rig,
     metric,
     running,
     settled,
@@ -27,12 +24,6 @@ from bridge.outbox import Outbox
 
 # Timestamps come from two clocks (the bridge's time.time, the simulator's monotonic): allow this.
 CLOCK_SLACK = 0.02
-
-
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    async with make_rig(tmp_path) as rig:
-        yield rig
 
 
 def assert_exactly_once(rig: Rig, expected: list[str]) -> None:

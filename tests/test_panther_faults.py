@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import structlog
 from aioresponses_compat import MockHttp
-from harness import make_rig, metric, running, wait_until
+from harness import Rig, metric, running, wait_until
 
 from bridge.config import Settings
 from bridge.service import Bridge
@@ -144,39 +144,37 @@ class TestUnauthorized:
 class TestAgainstSimulator:
     """Scripted simulator faults during `bridge run`: every alert delivered once regardless."""
 
-    async def test_faults_during_run(self, tmp_path: Path) -> None:
-        async with make_rig(tmp_path) as rig:
-            expected = rig.generate(120, spacing=1.0)
-            rig.panther.script("429:Retry-After=0.2,500,html,badjson,notlist,504,slow:0.8,ok")
-            settings = rig.settings(
-                panther={"poll_interval": 0.05, "timeout": 0.4, "status_sync_interval": 0.2},
-                retry={"initial_backoff": 0.05, "max_backoff": 0.3},
-                catalog={"enabled": False},
-            )
-            async with running(settings) as bridge:
-                await wait_until(lambda: set(expected) <= set(rig.delivered()), 9)
-                await asyncio.sleep(0.3)
-                retries = {
-                    r: metric(bridge, "bridge_retries_total", target="panther", reason=r)
-                    for r in ("rate_limited", "server_error", "bad_response", "timeout")
-                }
-            assert max(rig.delivered().values()) == 1
-            assert len(rig.delivered()) == 120
-            assert retries["rate_limited"] >= 1 and retries["server_error"] >= 2
-            assert retries["bad_response"] >= 2 and retries["timeout"] >= 1
+    async def test_faults_during_run(self, rig: Rig) -> None:
+        expected = rig.generate(120, spacing=1.0)
+        rig.panther.script("429:Retry-After=0.2,500,html,badjson,notlist,504,slow:0.8,ok")
+        settings = rig.settings(
+            panther={"poll_interval": 0.05, "timeout": 0.4, "status_sync_interval": 0.2},
+            retry={"initial_backoff": 0.05, "max_backoff": 0.3},
+            catalog={"enabled": False},
+        )
+        async with running(settings) as bridge:
+            await wait_until(lambda: set(expected) <= set(rig.delivered()), 9)
+            await asyncio.sleep(0.3)
+            retries = {
+                r: metric(bridge, "bridge_retries_total", target="panther", reason=r)
+                for r in ("rate_limited", "server_error", "bad_response", "timeout")
+            }
+        assert max(rig.delivered().values()) == 1
+        assert len(rig.delivered()) == 120
+        assert retries["rate_limited"] >= 1 and retries["server_error"] >= 2
+        assert retries["bad_response"] >= 2 and retries["timeout"] >= 1
 
-    async def test_status_sync_fault_keeps_loop_going(self, tmp_path: Path) -> None:
-        async with make_rig(tmp_path) as rig:
-            (alert,) = rig.panther.generate(1, spacing=1.0, severity="LOW")
-            settings = rig.settings(
-                panther={"status_sync_interval": 0.1, "poll_interval": 0.1},
-                retry={"initial_backoff": 0.05, "max_backoff": 0.2},
-                catalog={"enabled": False},
-            )
-            async with running(settings) as bridge:
-                await wait_until(lambda: len(rig.delivered()) == 1, 5)
-                rig.panther.script("500,500,500")
-                rig.panther.set_status(alert["id"], "RESOLVED")
-                await wait_until(lambda: len(rig.bigpanda.accepted) == 2, 5)
-                assert rig.bigpanda.accepted[-1].alert["status"] == "ok"
-                assert bridge.sync_faults.failures == 0
+    async def test_status_sync_fault_keeps_loop_going(self, rig: Rig) -> None:
+        (alert,) = rig.panther.generate(1, spacing=1.0, severity="LOW")
+        settings = rig.settings(
+            panther={"status_sync_interval": 0.1, "poll_interval": 0.1},
+            retry={"initial_backoff": 0.05, "max_backoff": 0.2},
+            catalog={"enabled": False},
+        )
+        async with running(settings) as bridge:
+            await wait_until(lambda: len(rig.delivered()) == 1, 5)
+            rig.panther.script("500,500,500")
+            rig.panther.set_status(alert["id"], "RESOLVED")
+            await wait_until(lambda: len(rig.bigpanda.accepted) == 2, 5)
+            assert rig.bigpanda.accepted[-1].alert["status"] == "ok"
+            assert bridge.sync_faults.failures == 0

@@ -11,14 +11,13 @@ import asyncio
 import os
 import random
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import structlog
 import yaml
-from harness import Rig, all_delivered, make_rig, metric, running, sample_event, wait_until
+from harness import Rig, all_delivered, metric, running, sample_event, wait_until
 
 from bridge import cli
 from bridge.errors import (
@@ -218,12 +217,6 @@ class TestNoChainedImportError:
             cli.run_loop(failing())
         assert info.value.__context__ is None
         assert info.value.__cause__ is None
-
-
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    async with make_rig(tmp_path) as rig:
-        yield rig
 
 
 class TestServiceOnAFullDisk:
