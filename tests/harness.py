@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,15 +132,26 @@ async def running(
 
 
 async def wait_until(
-    condition: Callable[[], bool], timeout: float, *, what: str = "condition", every: float = 0.02
-) -> float:
-    """Poll `condition` until true; AssertionError after `timeout`. Returns the seconds taken."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
+    condition: Callable[[], bool | Awaitable[bool]],
+    timeout: float,
+    *,
+    what: str = "condition",
+    every: float = 0.02,
+) -> None:
+    """Poll `condition` (a plain or an async check) until true; AssertionError after `timeout`.
+
+    The timeout only bounds a test that would otherwise hang: never assert on how long it took.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        ok = condition()
+        if inspect.isawaitable(ok):
+            ok = await ok
+        if ok:
+            return
+        if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(every)
-    return time.monotonic() - started
 
 
 def settled(bridge: Bridge) -> bool:
