@@ -22,7 +22,7 @@ import orjson
 import yaml
 
 from bridge.config import Settings, load_config
-from bridge.outbox import NewEvent
+from bridge.outbox import NewEvent, Outbox, PendingEvent
 from bridge.service import Bridge
 from bridge.sim import serve_app
 from bridge.sim.bigpanda import ALERTS_PATH, BigPandaSimulator, RequestRecord
@@ -152,6 +152,18 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(every)
+
+
+class RecordingOutbox(Outbox):
+    """An outbox that remembers the most events one `due()` call ever loaded into memory."""
+
+    most_loaded = 0
+
+    def due(self, limit: int, **kwargs: Any) -> list[PendingEvent]:
+        rows = super().due(limit, **kwargs)
+        self.most_loaded = max(self.most_loaded, len(rows))
+        return rows
+
 
 
 def settled(bridge: Bridge) -> bool:
