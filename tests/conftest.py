@@ -53,13 +53,14 @@ E2E_MODULES = frozenset({
     "test_bench_smoke",
     "test_crash",
     "test_delivery_e2e",
+    "test_demo",
     "test_dlq_cli",
     "test_ha",
     "test_hostile_panther",
     "test_integration",
     "test_late_alerts",
     "test_lifecycle",
-    "test_metrics_exposed",
+    "test_metrics",
     "test_two_way",
 })
 
