@@ -1,10 +1,10 @@
-"""Panther faults: retried with backoff, counted, logged once per burst, the watermark stays put."""
+"""Panther faults: retried with backoff, counted, logged once per burst, the watermark stays put;
+a permanent answer (400, 404) on the listing is retried at the slow cadence only."""
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,6 @@ API = "https://api.acme.runpanther.net"
 ALERTS = re.compile(r"^https://api\.acme\.runpanther\.net/alerts(\?.*)?$")
 ALERT = {"id": "a" * 32, "type": "RULE", "status": "OPEN", "severity": "HIGH",
          "createdAt": "2026-01-01T00:00:00Z", "detection": {"id": "Rule.X", "type": "RULE"}}
-
-
-@pytest.fixture
-def mock() -> Iterator[MockHttp]:
-    with MockHttp() as m:
-        yield m
 
 
 def settings(tmp_path: Path) -> Settings:
@@ -139,6 +133,29 @@ class TestUnauthorized:
             ok(mock)
             await bridge.poll_cycle()
             assert bridge.health.panther_refused is None
+
+
+class TestPantherListingRejected:
+    """A 400 or 404 on the alert listing: reported, /readyz says so, next try at max_backoff."""
+
+    @pytest.mark.parametrize("status", [400, 404])
+    async def test_listing(self, tmp_path: Path, mock: MockHttp, status: int) -> None:
+        async with Bridge(settings(tmp_path)) as bridge:
+            for _ in range(3):
+                mock.get(ALERTS, status=status, payload={"message": "bad request"})
+                assert await bridge.poll_cycle() is None
+            assert metric(bridge, "bridge_retries_total", target="panther",
+                          reason="rejected") == 3
+            assert bridge.poll_delay() == 60
+            ready, details = bridge.health.readiness()
+            assert not ready
+            (reason,) = [r for r in details["reasons"] if "rejects" in r]  # type: ignore[union-attr]
+            assert f"HTTP {status}" in reason and "slow cadence" in reason
+            mock.get(ALERTS, payload={"results": [ALERT], "next": None})
+            result = await bridge.poll_cycle()
+            assert result is not None and result.new_events == 1
+            assert bridge.poll_delay() == 1
+            assert bridge.health.panther_rejected == {}
 
 
 class TestAgainstSimulator:
