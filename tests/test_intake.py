@@ -11,16 +11,7 @@ import pytest
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
-from bridge.intake import (
-    alert_key,
-    build_event,
-    count_intake,
-    event_count_key,
-    malformed,
-    original_form,
-    status_change_key,
-    tracked_form,
-)
+from bridge import intake
 from bridge.metrics import Metrics
 from bridge.normalize import DEFAULT_RULES
 from bridge.outbox import NewEvent, Rejected
@@ -52,7 +43,7 @@ def build(alert: Alert, **kwargs: Any) -> NewEvent | Rejected:
         "observed": 2_000_000_000.7, "event_time": 1.5, "rules": DEFAULT_RULES,
         "app_key": "app", "original": original, **kwargs,
     }
-    result = build_event(alert, **options)
+    result = intake.build_event(alert, **options)
     assert len(originals) == (1 if isinstance(result, Rejected) else 0)
     return result
 
@@ -61,13 +52,13 @@ class TestKeys:
     """One dedup key per thing BigPanda must hear about once."""
 
     def test_key_shapes(self) -> None:
-        assert alert_key("a1") == "a1:alert"
-        assert status_change_key("a1", 2, "ok") == "a1:status_change:2:ok"
-        assert event_count_key("a1", 7) == "a1:event_count:7"
+        assert intake.alert_key("a1") == "a1:alert"
+        assert intake.status_change_key("a1", 2, "ok") == "a1:status_change:2:ok"
+        assert intake.event_count_key("a1", 7) == "a1:event_count:7"
 
     def test_keys_of_different_things_never_collide(self) -> None:
-        keys = {alert_key("a"), status_change_key("a", 1, "ok"), status_change_key("a", 2, "ok"),
-                status_change_key("a", 1, "critical"), event_count_key("a", 1), alert_key("b")}
+        keys = {intake.alert_key("a"), intake.status_change_key("a", 1, "ok"), intake.status_change_key("a", 2, "ok"),
+                intake.status_change_key("a", 1, "critical"), intake.event_count_key("a", 1), intake.alert_key("b")}
         assert len(keys) == 6
 
 
@@ -108,14 +99,14 @@ class TestForms:
     sync reads, for a tracked alert."""
 
     def test_original_form_sorts_keys(self) -> None:
-        assert original_form({"b": 1, "a": {"d": 2, "c": 3}}) == b'{"a":{"c":3,"d":2},"b":1}'
+        assert intake.original_form({"b": 1, "a": {"d": 2, "c": 3}}) == b'{"a":{"c":3,"d":2},"b":1}'
 
     def test_tracked_form_keeps_only_what_status_sync_reads(self) -> None:
-        tracked = orjson.loads(tracked_form(RAW))
+        tracked = orjson.loads(intake.tracked_form(RAW))
         assert set(tracked) == {"createdAt", "detection", "eventCount", "id", "severity",
                                 "status", "type"}
         assert tracked["detection"] == RAW["detection"]
-        assert orjson.loads(tracked_form({"id": "x", "type": "RULE"})) == {"id": "x",
+        assert orjson.loads(intake.tracked_form({"id": "x", "type": "RULE"})) == {"id": "x",
                                                                           "type": "RULE"}
 
 
@@ -130,25 +121,25 @@ class TestMalformed:
 
     def test_with_an_id(self) -> None:
         raw = {"id": "a1", "status": "OPEN"}  # no type
-        rejected = malformed(raw, validation_error(raw), 5.0)
+        rejected = intake.malformed(raw, validation_error(raw), 5.0)
         assert (rejected.dedup_key, rejected.alert_id, rejected.reason) == (
             "a1:alert", "a1", "malformed_alert",
         )
-        assert rejected.original == original_form(raw) and rejected.event_time == 5.0
+        assert rejected.original == intake.original_form(raw) and rejected.event_time == 5.0
         assert "type" in rejected.detail
 
     @pytest.mark.parametrize("bad_id", [None, "", ["a1"]])
     def test_without_a_usable_id_keyed_by_hash(self, bad_id: object) -> None:
         raw = {"id": bad_id, "type": "RULE", "status": "OPEN"}
-        rejected = malformed(raw, validation_error(raw), 5.0)
-        digest = hashlib.sha1(original_form(raw)).hexdigest()
+        rejected = intake.malformed(raw, validation_error(raw), 5.0)
+        digest = hashlib.sha1(intake.original_form(raw)).hexdigest()
         assert rejected.dedup_key == f"sha1-{digest}:alert" and rejected.alert_id == ""
-        again = malformed(dict(reversed(raw.items())), validation_error(raw), 6.0)
+        again = intake.malformed(dict(reversed(raw.items())), validation_error(raw), 6.0)
         assert again.dedup_key == rejected.dedup_key  # the same object, the same key
 
     def test_key_for_overrides(self) -> None:
         raw = {"id": "a1"}
-        rejected = malformed(raw, validation_error(raw), 5.0, kind="status_change",
+        rejected = intake.malformed(raw, validation_error(raw), 5.0, kind="status_change",
                              key_for=lambda status: f"a1:status_change:3:{status}")
         assert rejected.dedup_key == "a1:status_change:3:invalid"
         assert rejected.kind == "status_change"
@@ -160,9 +151,9 @@ class TestCountIntake:
     def test_counts_by_kind_and_reason(self, metrics: Metrics) -> None:
         fresh = [build(Alert.model_validate({**RAW, "id": f"a{i}"})) for i in range(3)]
         raw = {"id": "bad"}
-        rejected = [malformed(raw, validation_error(raw), 1.0, kind="status_change")]
+        rejected = [intake.malformed(raw, validation_error(raw), 1.0, kind="status_change")]
         with capture_logs() as logs:
-            count_intake(metrics, fresh, rejected, rejected_event="poll.rejected_alert")  # type: ignore[arg-type]
+            intake.count_intake(metrics, fresh, rejected, rejected_event="poll.rejected_alert")  # type: ignore[arg-type]
         value = metrics.registry.get_sample_value
         assert value("bridge_events_received_total", {"kind": "alert"}) == 3
         assert value("bridge_events_received_total", {"kind": "status_change"}) == 1
@@ -173,7 +164,7 @@ class TestCountIntake:
 
     def test_nothing_recorded_counts_nothing(self, metrics: Metrics) -> None:
         with capture_logs() as logs:
-            count_intake(metrics, [], [], rejected_event="poll.rejected_alert")
+            intake.count_intake(metrics, [], [], rejected_event="poll.rejected_alert")
         assert logs == []
         assert metrics.registry.get_sample_value(
             "bridge_events_received_total", {"kind": "alert"}
