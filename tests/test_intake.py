@@ -57,8 +57,14 @@ class TestKeys:
         assert intake.event_count_key("a1", 7) == "a1:event_count:7"
 
     def test_keys_of_different_things_never_collide(self) -> None:
-        keys = {intake.alert_key("a"), intake.status_change_key("a", 1, "ok"), intake.status_change_key("a", 2, "ok"),
-                intake.status_change_key("a", 1, "critical"), intake.event_count_key("a", 1), intake.alert_key("b")}
+        keys = {
+            intake.alert_key("a"),
+            intake.status_change_key("a", 1, "ok"),
+            intake.status_change_key("a", 2, "ok"),
+            intake.status_change_key("a", 1, "critical"),
+            intake.event_count_key("a", 1),
+            intake.alert_key("b"),
+        }
         assert len(keys) == 6
 
 
