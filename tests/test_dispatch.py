@@ -84,6 +84,15 @@ class Setup:
     def delivered(self) -> int:
         return len(self.sim.accepted)
 
+    async def stop_mid_request(self, timeout: float) -> None:
+        """Run the dispatcher until a request is on the wire, then stop it as SIGTERM would."""
+        stopping = asyncio.Event()
+        task = asyncio.create_task(self.dispatcher.run(stopping))
+        await wait_until(lambda: bool(self.posts()), 2, what="a request in flight")
+        stopping.set()
+        self.dispatcher.wake()
+        await asyncio.wait_for(task, timeout)
+
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[asyncio.Event]:
         stopping = asyncio.Event()
@@ -292,12 +301,7 @@ class TestShutdown:
         async with make_setup(shutdown_grace=0.2, max_in_flight=1) as s:
             s.add(3)
             s.sim.script("slow:1.2")
-            stopping = asyncio.Event()
-            task = asyncio.create_task(s.dispatcher.run(stopping))
-            await wait_until(lambda: bool(s.posts()), 2, what="a request in flight")
-            stopping.set()
-            s.dispatcher.wake()
-            await asyncio.wait_for(task, 2)
+            await s.stop_mid_request(timeout=2)
             # Stopped before BigPanda answered: the batch was cancelled, not waited for.
             assert [p.status for p in s.posts()] == [0]
             counts = s.outbox.counts()
@@ -308,12 +312,7 @@ class TestShutdown:
         async with make_setup(shutdown_grace=2.0, max_in_flight=1) as s:
             s.add(3)
             s.sim.script("slow:0.3")
-            stopping = asyncio.Event()
-            task = asyncio.create_task(s.dispatcher.run(stopping))
-            await wait_until(lambda: bool(s.posts()), 2, what="a request in flight")
-            stopping.set()
-            s.dispatcher.wake()
-            await asyncio.wait_for(task, 3)
+            await s.stop_mid_request(timeout=3)
             assert s.outbox.counts()["sent"] == 3
 
     async def test_cancelling_the_loop_cancels_its_batches(self, make_setup) -> None:
