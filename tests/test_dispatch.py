@@ -84,6 +84,13 @@ class Setup:
     def delivered(self) -> int:
         return len(self.sim.accepted)
 
+    async def run_until_sent(
+        self, total: int, *, timeout: float = 5, what: str = "delivery"
+    ) -> None:
+        """Run the dispatcher until `total` events are sent, then stop it."""
+        async with self.running():
+            await wait_until(all_sent(self, total), timeout, what=what)
+
     async def stop_mid_request(self, timeout: float) -> None:
         """Run the dispatcher until a request is on the wire, then stop it as SIGTERM would."""
         stopping = asyncio.Event()
@@ -154,16 +161,14 @@ class TestBatching:
     async def test_by_count(self, make_setup) -> None:
         async with make_setup(batch_size=10, max_in_flight=1) as s:
             s.add(25)
-            async with s.running():
-                await wait_until(all_sent(s, 25), 5, what="delivery")
+            await s.run_until_sent(25)
             assert [p.alert_count for p in s.posts()] == [10, 10, 5]
             assert s.delivered() == 25
 
     async def test_by_bytes(self, make_setup) -> None:
         async with make_setup(batch_size=100, max_in_flight=1) as s:
             s.add(8, blob="x" * 300_000)
-            async with s.running():
-                await wait_until(all_sent(s, 8), 5, what="delivery")
+            await s.run_until_sent(8)
             posts = s.posts()
             assert all(len(p.body) <= MAX_BATCH_BYTES for p in posts)
             assert [p.alert_count for p in posts] == [3, 3, 2]
@@ -173,8 +178,7 @@ class TestBatching:
             s.outbox.record(
                 [sample_event(i, app_key=f"key-{i % 3}") for i in range(30)]
             )
-            async with s.running():
-                await wait_until(all_sent(s, 30), 5, what="delivery")
+            await s.run_until_sent(30)
             for post in s.posts():
                 body = orjson.loads(post.body)
                 keys = {a["incident_identifier"] for a in body["alerts"]}
@@ -187,8 +191,7 @@ class TestConcurrency:
     async def test_max_in_flight_is_respected_and_events_not_shared(self, make_setup) -> None:
         async with make_setup(batch_size=5, max_in_flight=3, latency=0.05) as s:
             s.add(60)
-            async with s.running():
-                await wait_until(all_sent(s, 60), 5, what="delivery")
+            await s.run_until_sent(60)
             assert s.client.most_in_flight == 3
             assert sum(p.alert_count for p in s.posts()) == 60, "an event went out twice"
             assert s.sim.duplicates == 0
@@ -213,8 +216,7 @@ class TestConcurrency:
         async with make_setup(batch_size=50, max_in_flight=2) as s:
             s.add(2000)
             s.sim.outage(0.6)
-            async with s.running():
-                await wait_until(all_sent(s, 2000), 9, what="delivery")
+            await s.run_until_sent(2000, timeout=9)
             assert s.outbox.most_loaded <= 50
             assert s.delivered() == 2000
 
@@ -238,8 +240,7 @@ class TestConcurrency:
         async with make_setup(give_up_after=0.1, max_in_flight=1) as s:
             s.add(3)
             s.sim.script("401,401,401,500")
-            async with s.running():
-                await wait_until(all_sent(s, 3), 5, what="delivery")
+            await s.run_until_sent(3)
             assert not s.outbox.dead_letters()
             assert s.health.bigpanda_refused is None
 
@@ -252,8 +253,7 @@ class TestConcurrency:
         async with make_setup(batch_size=2, max_in_flight=2) as s:
             s.add(4)
             s.sim.script("slow:0.8,500")
-            async with s.running():
-                await wait_until(all_sent(s, 4), 5, what="delivery")
+            await s.run_until_sent(4)
             failed = next(c for c in s.client.calls if not c.ok)
             (retry,) = [c for c in s.client.calls if c.ok and c.body == failed.body]
             # Before the fix the retry waited for the slow batch's end to wake the idle loop.
@@ -269,8 +269,7 @@ class TestCircuit:
             s.add(500)  # 50 batches, each of which would retry on its own every <= 0.2 s
             s.sim.script(",".join(["503"] * 12))
             with capture_logs() as logs:
-                async with s.running():
-                    await wait_until(all_sent(s, 500), 10, what="delivery after the outage")
+                await s.run_until_sent(500, timeout=10, what="delivery after the outage")
             failed = [c for c in s.client.calls if not c.ok]
             assert len(failed) == 12
             # The third failure in a row opens the circuit while at most one other batch is on
@@ -288,8 +287,7 @@ class TestCircuit:
         async with make_setup(batch_size=5, max_in_flight=2) as s:
             s.add(20)
             s.sim.script("500")
-            async with s.running():
-                await wait_until(all_sent(s, 20), 5, what="delivery")
+            await s.run_until_sent(20)
             assert s.dispatcher._failures == 0
             assert [p.status for p in s.posts()].count(500) == 1
 
