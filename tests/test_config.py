@@ -8,10 +8,12 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable
+from operator import attrgetter
 from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import SecretStr
 
 from bridge.config import (
     Duration,
@@ -60,36 +62,47 @@ def problems_of(path: Path | None, environ: dict[str, str] | None = None) -> lis
     return caught.value.problems
 
 
+# What MINIMAL loads as: the documented defaults (and MINIMAL's own values).
+DEFAULTS: dict[str, object] = {
+    "panther.api_url": "https://api.acme.runpanther.net",
+    "panther.api_token": "ptok",
+    "panther.console_url": None,
+    "panther.poll_interval": 30,
+    "panther.initial_lookback": 3600,
+    "panther.overlap": 120,
+    "panther.page_size": 50,
+    "panther.status_sync_interval": 60,
+    "panther.track_for": 7 * 86400,
+    "panther.timeout": 10,
+    "bigpanda.api_url": "https://api.bigpanda.io",
+    "bigpanda.app_key": "appkey",
+    "bigpanda.batch_size": 100,
+    "bigpanda.max_in_flight": 2,
+    "bigpanda.timeout": 15,
+    "bigpanda.job_poll_interval": 5,
+    "bigpanda.job_timeout": 600,
+    "state.path": "./data/bridge.db",
+    "server.host": "0.0.0.0",
+    "server.port": 9108,
+    "server.shutdown_grace": 20,
+    "logging.level": "info",
+    "logging.format": "auto",
+    "retry.initial_backoff": 1,
+    "retry.max_backoff": 300,
+    "retry.give_up_after": 86400,
+    "retry.max_retry_after": 300,
+}
+
+
 class TestDefaults:
     """A config with only the required keys gets the documented defaults."""
 
-    def test_defaults(self, write: WriteConfig) -> None:
-        settings = load_config(write(MINIMAL), {})
-        assert settings.panther.api_url == "https://api.acme.runpanther.net"
-        assert settings.panther.api_token.get_secret_value() == "ptok"
-        assert settings.panther.console_url is None
-        assert settings.panther.poll_interval == 30
-        assert settings.panther.initial_lookback == 3600
-        assert settings.panther.overlap == 120
-        assert settings.panther.page_size == 50
-        assert settings.panther.status_sync_interval == 60
-        assert settings.panther.track_for == 7 * 86400
-        assert settings.panther.timeout == 10
-        assert settings.bigpanda.api_url == "https://api.bigpanda.io"
-        assert settings.bigpanda.app_key == "appkey"
-        assert settings.bigpanda.batch_size == 100
-        assert settings.bigpanda.max_in_flight == 2
-        assert settings.bigpanda.timeout == 15
-        assert settings.bigpanda.job_poll_interval == 5
-        assert settings.bigpanda.job_timeout == 600
-        assert settings.state.path == "./data/bridge.db"
-        assert (settings.server.host, settings.server.port) == ("0.0.0.0", 9108)
-        assert settings.server.shutdown_grace == 20
-        assert (settings.logging.level, settings.logging.format) == ("info", "auto")
-        assert settings.retry.initial_backoff == 1
-        assert settings.retry.max_backoff == 300
-        assert settings.retry.give_up_after == 86400
-        assert settings.retry.max_retry_after == 300
+    @pytest.mark.parametrize(("path", "expected"), DEFAULTS.items(), ids=list(DEFAULTS))
+    def test_defaults(self, write: WriteConfig, path: str, expected: object) -> None:
+        value = attrgetter(path)(load_config(write(MINIMAL), {}))
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        assert value == expected
 
     def test_trailing_slashes_stripped_and_level_lowercased(self, write: WriteConfig) -> None:
         text = MINIMAL.replace("runpanther.net", "runpanther.net/")
