@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 import structlog
 from aioresponses_compat import MockHttp
-from harness import Rig, make_rig
+from harness import ConfigFiles, Rig, make_rig
 
 from bridge.metrics import Metrics
 
@@ -37,6 +37,11 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 def metrics() -> Metrics:
     """A fresh registry per test, so counters start at zero."""
     return Metrics()
+
+
+@pytest.fixture
+def config_files(tmp_path: Path) -> ConfigFiles:
+    return ConfigFiles(tmp_path)
 
 
 @pytest.fixture

@@ -16,12 +16,14 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
+import pytest
 import yaml
 
 from bridge.config import Settings, load_config
+from bridge.errors import ConfigError
 from bridge.outbox import NewEvent, Outbox, PendingEvent
 from bridge.service import Bridge
 from bridge.sim import serve_app
@@ -183,6 +185,30 @@ def metric(bridge: Bridge, name: str, **labels: str) -> float:
     """The current value of one sample of the bridge's registry (0 when absent)."""
     value = bridge.metrics.registry.get_sample_value(name, labels)
     return value or 0.0
+
+
+class ConfigFiles:
+    """Config files in a test's directory: the required keys, plus any top-level sections."""
+
+    REQUIRED: ClassVar[dict[str, dict[str, str]]] = {
+        "panther": {"api_url": "https://p.example", "api_token": "t"},
+        "bigpanda": {"api_token": "t", "app_key": "k"},
+    }
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "bridge.yaml"
+
+    def write(self, **sections: Any) -> Path:
+        self.path.write_text(yaml.safe_dump({**self.REQUIRED, **sections}, allow_unicode=True))
+        return self.path
+
+    def problems(self, environ: dict[str, str] | None = None, **sections: Any) -> list[str]:
+        """What `load_config` refuses in the file with `sections` (the last file written, if
+        none are given), under `environ`."""
+        path = self.write(**sections) if sections or not self.path.exists() else self.path
+        with pytest.raises(ConfigError) as caught:
+            load_config(path, environ=environ or {})
+        return caught.value.problems
 
 
 def sample_payload(i: int, **fields: Any) -> bytes:

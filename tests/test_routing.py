@@ -8,10 +8,9 @@ from pathlib import Path
 
 import orjson
 import pytest
-import yaml
+from harness import ConfigFiles
 
 from bridge.config import RoutingSettings, load_config
-from bridge.errors import ConfigError
 from bridge.mapping import MappingRules
 from bridge.normalize import normalize
 from bridge.panther.models import Alert
@@ -128,44 +127,21 @@ class TestConfig:
             ({"severty": "HIGH"}, "routing.routes[0].severty: unknown key (did you mean sev"),
         ],
     )
-    def test_errors(self, tmp_path: Path, route: dict, expected: str) -> None:
-        path = tmp_path / "bridge.yaml"
-        data = {
-            "panther": {"api_url": "https://p.example", "api_token": "t"},
-            "bigpanda": {"api_token": "t", "app_key": "k"},
-            "routing": {"routes": [route]},
-        }
-        path.write_text(yaml.safe_dump(data))
-        with pytest.raises(ConfigError) as caught:
-            load_config(path, environ={})
-        assert any(p.startswith(expected) for p in caught.value.problems), caught.value.problems
+    def test_errors(self, config_files: ConfigFiles, route: dict, expected: str) -> None:
+        problems = config_files.problems(routing={"routes": [route]})
+        assert any(p.startswith(expected) for p in problems), problems
 
-    def test_top_level_routes_are_routing_routes(self, tmp_path: Path) -> None:
-        path = tmp_path / "bridge.yaml"
-        base = {
-            "panther": {"api_url": "https://p.example", "api_token": "t"},
-            "bigpanda": {"api_token": "t", "app_key": "k"},
-        }
+    def test_top_level_routes_are_routing_routes(self, config_files: ConfigFiles) -> None:
         route = {"name": "soc", "severity": "HIGH", "app_key": "soc"}
-        path.write_text(yaml.safe_dump({**base, "routes": [route]}))
-        settings = load_config(path, environ={})
+        settings = load_config(config_files.write(routes=[route]), environ={})
         assert [r.app_key for r in settings.routing.routes] == ["soc"]
-        path.write_text(yaml.safe_dump({**base, "routes": [route], "routing": {"routes": []}}))
-        with pytest.raises(ConfigError) as caught:
-            load_config(path, environ={})
-        assert caught.value.problems == [
+        assert config_files.problems(routes=[route], routing={"routes": []}) == [
             "routes: given both at the top level and as routing.routes: keep one of them"
         ]
 
-    def test_unmatched_values(self, tmp_path: Path) -> None:
-        path = tmp_path / "bridge.yaml"
-        path.write_text(
-            "panther: {api_url: 'https://p.example', api_token: t}\n"
-            "bigpanda: {api_token: t, app_key: k}\nrouting: {unmatched: discard}\n"
-        )
-        with pytest.raises(ConfigError) as caught:
-            load_config(path, environ={})
-        assert caught.value.problems[0].startswith("routing.unmatched: must be 'default' or 'drop'")
+    def test_unmatched_values(self, config_files: ConfigFiles) -> None:
+        (problem, *_) = config_files.problems(routing={"unmatched": "discard"})
+        assert problem.startswith("routing.unmatched: must be 'default' or 'drop'")
 
 
 # -- end to end: the real bridge, both simulators, two BigPanda integrations --------------------
