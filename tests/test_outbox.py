@@ -338,13 +338,20 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 """
 
 
+def old_state_file(tmp_path: Path, script: str) -> Path:
+    """A state file as an older bridge left it: `script` run by plain sqlite3."""
+    path = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.executescript(script)
+    return path
+
+
 class TestSchema1Upgrade:
     """A state file from an older bridge opens with nothing lost, nothing resent."""
 
     def test_queue_jobs_dedup_and_tracking_carry_over(self, tmp_path: Path) -> None:
-        path = tmp_path / "old.db"
+        path = old_state_file(tmp_path, SCHEMA_1)
         conn = sqlite3.connect(path)
-        conn.executescript(SCHEMA_1)
         conn.executemany(
             "INSERT INTO events (id, dedup_key, alert_id, kind, bp_status, app_key, payload,"
             " event_time, recorded_at, state, attempts, next_attempt_at, first_failed_at,"
@@ -389,3 +396,20 @@ class TestSchema1Upgrade:
             assert box.due(10, now=0) == [] and box.counts()["sent"] == 3
         finally:
             box.close()
+
+    def test_old_state_file_gains_the_event_count_column(self, tmp_path: Path) -> None:
+        path = old_state_file(
+            tmp_path,
+            "CREATE TABLE tracked (alert_id TEXT PRIMARY KEY, created_at REAL NOT NULL,"
+            " status TEXT NOT NULL, transitions INTEGER NOT NULL DEFAULT 0,"
+            " alert BLOB NOT NULL);"
+            " INSERT INTO tracked VALUES ('a', 1.0, 'OPEN', 0, '{\"eventCount\": 3}');",
+        )
+        with contextlib.closing(Outbox.open(path)) as outbox:
+            (row,) = outbox.tracked()
+            assert row.alert_id == "a" and row.event_count is None
+            outbox.record([], track=[row._replace(event_count=4)])
+            assert outbox.tracked()[0].event_count == 4
+        # Opening again: the column is there, nothing to add.
+        with contextlib.closing(Outbox.open(path)) as outbox:
+            assert outbox.tracked()[0].event_count == 4

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,6 @@ import orjson
 import pytest
 from harness import Rig, metric, running, wait_until
 
-from bridge.outbox import Outbox
 from bridge.service import Bridge
 from bridge.status_sync import event_count_key, status_change_key
 
@@ -328,28 +326,3 @@ class TestEventCount:
             assert change["incident_identifier"] == first["incident_identifier"]
             assert change["status"] == "acknowledged"
             assert change["event_count"] == new_count
-
-    def test_old_state_file_gains_the_column(self, tmp_path: Path) -> None:
-        path = tmp_path / "old.db"
-        conn = sqlite3.connect(path)
-        conn.execute(
-            "CREATE TABLE tracked (alert_id TEXT PRIMARY KEY, created_at REAL NOT NULL,"
-            " status TEXT NOT NULL, transitions INTEGER NOT NULL DEFAULT 0,"
-            " alert BLOB NOT NULL)"
-        )
-        conn.execute("INSERT INTO tracked VALUES ('a', 1.0, 'OPEN', 0, '{\"eventCount\": 3}')")
-        conn.commit()
-        conn.close()
-        outbox = Outbox.open(path)
-        try:
-            (row,) = outbox.tracked()
-            assert row.alert_id == "a" and row.event_count is None
-            outbox.record([], track=[row._replace(event_count=4)])
-            assert outbox.tracked()[0].event_count == 4
-        finally:
-            outbox.close()
-        outbox = Outbox.open(path)  # opening again: the column is there, nothing to add
-        try:
-            assert outbox.tracked()[0].event_count == 4
-        finally:
-            outbox.close()
