@@ -200,21 +200,22 @@ class TestHostileListings:
     """A listing that goes nowhere is ended; a page far beyond `limit` is refused unprocessed;
     every request draws from the tenant's budget."""
 
-    async def test_cursor_that_leads_nowhere(self, mock: MockHttp, client: PantherClient) -> None:
-        """Fresh cursors with nothing new behind them: NO_PROGRESS_PAGES more pages, then stop."""
-        mock.get(ALERTS, payload=page(["a"], "c0"))
-        for i in range(1, 20):
-            mock.get(ALERTS, payload=page([], f"c{i}"))
-        with pytest.raises(errors.BadResponseError, match="leads nowhere"):
-            await collect(client)
-        assert len(calls(mock)) == 1 + NO_PROGRESS_PAGES
-
-    async def test_repeating_alerts_count_as_no_progress(
-        self, mock: MockHttp, client: PantherClient
+    @pytest.mark.parametrize(
+        ("first", "later"),
+        [
+            # Fresh cursors with nothing new behind them.
+            pytest.param(["a"], [], id="cursor_that_leads_nowhere"),
+            # The same alerts again and again count as no progress too.
+            pytest.param(["a", "b"], ["a", "b"], id="repeating_alerts_count_as_no_progress"),
+        ],
+    )
+    async def test_no_progress_ends_the_listing(
+        self, mock: MockHttp, client: PantherClient, first: list[str], later: list[str]
     ) -> None:
-        mock.get(ALERTS, payload=page(["a", "b"], "c0"))
+        """NO_PROGRESS_PAGES more pages after the last one with something new, then stop."""
+        mock.get(ALERTS, payload=page(first, "c0"))
         for i in range(1, 20):
-            mock.get(ALERTS, payload=page(["a", "b"], f"c{i}"))
+            mock.get(ALERTS, payload=page(later, f"c{i}"))
         with pytest.raises(errors.BadResponseError, match="leads nowhere"):
             await collect(client)
         assert len(calls(mock)) == 1 + NO_PROGRESS_PAGES

@@ -476,6 +476,25 @@ class TestJobs:
             assert response.status == 200
             return await response.json()
 
+    async def jobs(
+        self, sim: BigPandaSimulator, session: aiohttp.ClientSession, url: str,
+        answers: str, steps: str,
+    ) -> list[str]:
+        """One single-alert batch per scripted 202 answer, its job going through `steps`;
+        returns the jobs' Location headers."""
+        sim.job_script(steps)
+        sim.script(answers)
+        locations = []
+        for n, _ in enumerate(answers.split(",")):
+            _, _, response = await post(session, url, batch(alert(n + 1)))
+            locations.append(response.headers["Location"])
+        return locations
+
+    async def job_statuses(
+        self, session: aiohttp.ClientSession, url: str, location: str, polls: int
+    ) -> list[str]:
+        return [(await self.get_job(session, url, location))["status"] for _ in range(polls)]
+
     async def test_job_progresses_to_done(
         self, sim: BigPandaSimulator, url: str, session: aiohttp.ClientSession
     ) -> None:
@@ -500,13 +519,10 @@ class TestJobs:
     async def test_failed_job_accepts_nothing(
         self, sim: BigPandaSimulator, url: str, session: aiohttp.ClientSession
     ) -> None:
-        sim.job_script("pending,failed")
-        sim.script("202abs,202")
-        _, _, first = await post(session, url, batch(alert(1)))
-        _, _, second = await post(session, url, batch(alert(2)))
-        assert first.headers["Location"].startswith(url)
-        for location in (first.headers["Location"], second.headers["Location"]):
-            assert (await self.get_job(session, url, location))["status"] == "pending"
+        locations = await self.jobs(sim, session, url, "202abs,202", "pending,failed")
+        assert locations[0].startswith(url)
+        for location in locations:
+            assert await self.job_statuses(session, url, location, 1) == ["pending"]
             job = await self.get_job(session, url, location)
             assert job["status"] == "failed"
             assert job["end_time"] is not None
@@ -515,12 +531,8 @@ class TestJobs:
     async def test_undocumented_status_and_unknown_job(
         self, sim: BigPandaSimulator, url: str, session: aiohttp.ClientSession
     ) -> None:
-        sim.job_script("weird,done")
-        sim.script("202")
-        _, _, response = await post(session, url, batch(alert(1)))
-        location = response.headers["Location"]
-        assert (await self.get_job(session, url, location))["status"] == "weird"
-        assert (await self.get_job(session, url, location))["status"] == "done"
+        (location,) = await self.jobs(sim, session, url, "202", "weird,done")
+        assert await self.job_statuses(session, url, location, 2) == ["weird", "done"]
         assert len(sim.accepted) == 1
         async with session.get(f"{url}/resources/v2.0/jobs/nope", headers=AUTH) as resp:
             assert resp.status == 404
