@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
+import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,6 +32,7 @@ from bridge.sim import serve_app
 from bridge.sim.bigpanda import ALERTS_PATH, BigPandaSimulator, RequestRecord
 from bridge.sim.panther import PantherSimulator
 
+REPO = Path(__file__).resolve().parent.parent
 PANTHER_TOKEN = "test-panther-token"
 BIGPANDA_TOKEN = "test-bigpanda-token"
 APP_KEY = "test-app-key"
@@ -106,11 +109,16 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def make_rig(tmp: Path, **bigpanda_kwargs: Any) -> AsyncIterator[Rig]:
+async def make_rig(
+    tmp: Path, *, app_keys: Sequence[str] = (APP_KEY,), **bigpanda_kwargs: Any
+) -> AsyncIterator[Rig]:
+    """The simulators served for one test; BigPanda knows `app_keys` (the config's is APP_KEY)."""
     rig = Rig(
         tmp=tmp,
         panther=PantherSimulator(token=PANTHER_TOKEN),
-        bigpanda=BigPandaSimulator(token=BIGPANDA_TOKEN, app_keys=[APP_KEY], **bigpanda_kwargs),
+        bigpanda=BigPandaSimulator(
+            token=BIGPANDA_TOKEN, app_keys=list(app_keys), **bigpanda_kwargs
+        ),
     )
     async with serve_app(rig.panther.app) as p_url, serve_app(rig.bigpanda.app) as b_url:
         rig.panther_url, rig.bigpanda_url = p_url, b_url
@@ -131,6 +139,23 @@ async def running(
         finally:
             stopping.set()
             await asyncio.wait_for(task, stop_timeout)
+
+
+async def spawn(config: Path, log: Path) -> asyncio.subprocess.Process:
+    """`python -m bridge run --config <config>` as its own process, its output added to `log`."""
+    with log.open("ab") as out:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridge", "run", "--config", str(config),
+            cwd=REPO, stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+def kill_and_show_log(proc: asyncio.subprocess.Process | None, log: Path) -> None:
+    """After a failure: no process left behind, and the end of its log in the test's output."""
+    if proc is not None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    print(log.read_text()[-5000:])
 
 
 async def wait_until(

@@ -9,35 +9,23 @@ re-stamped would show up as a missing or doubled incident identifier.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import random
 import signal
-import sys
 import time
 from pathlib import Path
 
-from harness import Rig, make_rig, wait_until
+from harness import Rig, kill_and_show_log, make_rig, spawn, wait_until
 
 from bridge.outbox import Outbox
 
 ALERTS = 2000
 KILLS = 10
 SEED = 20_240_605
-REPO = Path(__file__).resolve().parent.parent
 
 
 def fault_script(rng: random.Random, n: int) -> str:
     """Mostly plain accepts, with 202 jobs (polled across restarts) and 500s sprinkled in."""
     return ",".join(rng.choices(["201", "202", "500"], weights=[8, 2, 1], k=n))
-
-
-async def spawn(config: Path, log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as out:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bridge", "run", "--config", str(config),
-            cwd=REPO, stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
 
 
 def requests_seen(rig: Rig) -> int:
@@ -77,9 +65,7 @@ async def test_sigkill_at_random_points_loses_and_doubles_nothing(tmp_path: Path
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(proc.wait(), 10) == 0
         except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            print(log.read_text()[-5000:])
+            kill_and_show_log(proc, log)
             raise
 
         delivered = rig.delivered()
@@ -149,10 +135,7 @@ async def test_sigkill_loop_with_late_alerts_loses_none(rig: Rig, tmp_path: Path
         assert await asyncio.wait_for(proc.wait(), 10) == 0
     except BaseException:
         producer.cancel()
-        if proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-        print(log.read_text()[-5000:])
+        kill_and_show_log(proc, log)
         raise
 
     delivered = rig.delivered()

@@ -5,23 +5,21 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
-from harness import ConfigFiles
+from harness import ConfigFiles, Rig, make_rig
 
-from bridge.config import RoutingSettings, load_config
+from bridge.config import RoutingSettings, Settings, load_config
 from bridge.mapping import MappingRules
 from bridge.normalize import normalize
 from bridge.panther.models import Alert
 from bridge.routing import DROP_ROUTE, DROP_UNROUTED, Router
 from bridge.service import Bridge
-from bridge.sim import serve_app
 from bridge.sim.bigpanda import BigPandaSimulator
 from bridge.sim.panther import PantherSimulator
 
-PANTHER_TOKEN = "routing-panther-token-0123456789"
-BIGPANDA_TOKEN = "routing-bigpanda-token-0123456789"
 RULES = MappingRules()
 
 
@@ -146,66 +144,47 @@ class TestConfig:
 
 # -- end to end: the real bridge, both simulators, two BigPanda integrations --------------------
 
-CONFIG = """
-panther:
-  api_url: {panther_url}
-  api_token: ${{PANTHER_API_TOKEN}}
-  console_url: https://acme.runpanther.net
-  poll_interval: 0.2s
-  initial_lookback: 2h
-bigpanda:
-  api_url: {bigpanda_url}
-  api_token: ${{BIGPANDA_API_TOKEN}}
-  app_key: default-key
-  batch_size: 20
-state:
-  path: {state}
-server:
-  host: 127.0.0.1
-  port: 0
-mapping:
-  tags: {{source: panther, team: unassigned}}
-routing:
-  unmatched: {unmatched}
-  routes:
-    - name: drop-info
-      severity: INFO
-      drop: true
-    - name: cloud-posture
-      alert_type: POLICY
-      app_key: cspm
-      tags: {{team: cloud}}
-    - name: soc-cloudtrail
-      log_type: AWS.CloudTrail
-      app_key: soc
-      tags: {{team: soc, via: cloudtrail}}
-    - name: soc-okta-urgent
-      detection_id: "Okta.*"
-      severity: [CRITICAL, HIGH]
-      app_key: soc
-      tags: {{team: soc}}
-"""
+ROUTES = [
+    {"name": "drop-info", "severity": "INFO", "drop": True},
+    {"name": "cloud-posture", "alert_type": "POLICY", "app_key": "cspm",
+     "tags": {"team": "cloud"}},
+    {"name": "soc-cloudtrail", "log_type": "AWS.CloudTrail", "app_key": "soc",
+     "tags": {"team": "soc", "via": "cloudtrail"}},
+    {"name": "soc-okta-urgent", "detection_id": "Okta.*", "severity": ["CRITICAL", "HIGH"],
+     "app_key": "soc", "tags": {"team": "soc"}},
+]
 
 
 @dataclass
 class Stack:
-    panther: PantherSimulator
-    bigpanda: BigPandaSimulator
-    tmp_path: Path
-    panther_url: str
-    bigpanda_url: str
+    """The rig, its BigPanda knowing three integrations; the bridge's own app key the default."""
+
+    rig: Rig
+
+    @property
+    def panther(self) -> PantherSimulator:
+        return self.rig.panther
+
+    @property
+    def bigpanda(self) -> BigPandaSimulator:
+        return self.rig.bigpanda
+
+    def settings(self, name: str, routing: dict[str, Any], **sections: Any) -> Settings:
+        """The rig's config with `routing`, on a state of its own (`name`)."""
+        return self.rig.settings(
+            bigpanda={"app_key": "default-key"},
+            state={"path": str(self.rig.tmp / f"state-{name}" / "bridge.db")},
+            routing=routing,
+            panther={"initial_lookback": "2h", **sections.pop("panther", {})},
+            **sections,
+        )
 
     async def run_once(self, unmatched: str) -> Bridge:
-        path = self.tmp_path / f"bridge-{unmatched}.yaml"
-        path.write_text(CONFIG.format(
-            panther_url=self.panther_url,
-            bigpanda_url=self.bigpanda_url,
-            state=self.tmp_path / f"state-{unmatched}" / "bridge.db",
-            unmatched=unmatched,
-        ))
-        settings = load_config(
-            path,
-            environ={"PANTHER_API_TOKEN": PANTHER_TOKEN, "BIGPANDA_API_TOKEN": BIGPANDA_TOKEN},
+        settings = self.settings(
+            unmatched,
+            {"unmatched": unmatched, "routes": ROUTES},
+            panther={"console_url": "https://acme.runpanther.net"},
+            mapping={"tags": {"source": "panther", "team": "unassigned"}},
         )
         async with Bridge(settings) as bridge:
             assert await bridge.once(timeout=30)
@@ -218,10 +197,8 @@ class Stack:
 
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    panther = PantherSimulator(token=PANTHER_TOKEN, seed=11)
-    bigpanda = BigPandaSimulator(token=BIGPANDA_TOKEN, app_keys=["soc", "cspm", "default-key"])
-    async with serve_app(panther.app) as panther_url, serve_app(bigpanda.app) as bigpanda_url:
-        yield Stack(panther, bigpanda, tmp_path, panther_url, bigpanda_url)
+    async with make_rig(tmp_path, app_keys=["soc", "cspm", "default-key"]) as rig:
+        yield Stack(rig)
 
 
 def add_alerts(panther: PantherSimulator) -> dict[str, str]:
@@ -286,34 +263,9 @@ class TestStatusChangesFollowTheAlert:
     """A status change goes to the app key the alert went to, even if routes now disagree."""
 
     async def test_route_on_status_does_not_split_an_alert(self, stack: Stack) -> None:
-        path = stack.tmp_path / "status-route.yaml"
-        path.write_text(
-            f"""
-panther:
-  api_url: {stack.panther_url}
-  api_token: ${{PANTHER_API_TOKEN}}
-  initial_lookback: 2h
-bigpanda:
-  api_url: {stack.bigpanda_url}
-  api_token: ${{BIGPANDA_API_TOKEN}}
-  app_key: default-key
-state:
-  path: {stack.tmp_path / "status-state" / "bridge.db"}
-server:
-  port: 0
-routing:
-  routes:
-    - name: open-github-to-soc
-      status: OPEN
-      detection_id: "GitHub.*"
-      app_key: soc
-      tags: {{team: soc}}
-"""
-        )
-        settings = load_config(
-            path,
-            environ={"PANTHER_API_TOKEN": PANTHER_TOKEN, "BIGPANDA_API_TOKEN": BIGPANDA_TOKEN},
-        )
+        route = {"name": "open-github-to-soc", "status": "OPEN", "detection_id": "GitHub.*",
+                 "app_key": "soc", "tags": {"team": "soc"}}
+        settings = stack.settings("status", {"routes": [route]})
         alert_id = stack.panther.add_alert(detection="GitHub.Repo.MadePublic")["id"]
         async with Bridge(settings) as bridge:
             assert await bridge.once(timeout=30)

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from harness import Rig, metric, running, settled, wait_until
+from harness import Rig, kill_and_show_log, metric, running, settled, spawn, wait_until
 
 from bridge.outbox import WRITEBACK_KINDS, Outbox
 from bridge.sim.bigpanda_incidents import DEFAULT_USER_API_KEY, RESOURCES
 
 WAIT = 30.0
-REPO = Path(__file__).resolve().parent.parent
 
 
 def sync_back_settings(rig: Rig, **overrides: Any) -> dict[str, Any]:
@@ -167,14 +163,6 @@ class TestTwoWay:
         ), "the bridge wrote to Panther without sync_back"
 
 
-async def spawn(config: Path, log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as out:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bridge", "run", "--config", str(config),
-            cwd=REPO, stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-
-
 def queued_writebacks(config: Path) -> list[str]:
     """The dedup keys of write-backs waiting in the state (read beside the running bridge)."""
     outbox = Outbox.open(config.parent / "bridge.db", exclusive=False)
@@ -231,9 +219,7 @@ class TestCrash:
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(proc.wait(), 15) == 0
         except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            print(log.read_text()[-5000:])
+            kill_and_show_log(proc, log)
             raise
         for alert_id in behind:
             assert len(rig.panther.writes.comments_on(alert_id)) == 1
