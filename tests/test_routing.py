@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ from bridge.normalize import normalize
 from bridge.panther.models import Alert
 from bridge.routing import DROP_ROUTE, DROP_UNROUTED, Router
 from bridge.service import Bridge
-from bridge.sim.bigpanda import BigPandaSimulator
 from bridge.sim.panther import PantherSimulator
 
 RULES = MappingRules()
@@ -155,50 +153,40 @@ ROUTES = [
 ]
 
 
-@dataclass
-class Stack:
-    """The rig, its BigPanda knowing three integrations; the bridge's own app key the default."""
+def routed_settings(rig: Rig, name: str, routing: dict[str, Any], **sections: Any) -> Settings:
+    """The rig's config with `routing`, on a state of its own (`name`)."""
+    return rig.settings(
+        bigpanda={"app_key": "default-key"},
+        state={"path": str(rig.tmp / f"state-{name}" / "bridge.db")},
+        routing=routing,
+        panther={"initial_lookback": "2h", **sections.pop("panther", {})},
+        **sections,
+    )
 
-    rig: Rig
 
-    @property
-    def panther(self) -> PantherSimulator:
-        return self.rig.panther
+async def run_once(rig: Rig, unmatched: str) -> Bridge:
+    settings = routed_settings(
+        rig,
+        unmatched,
+        {"unmatched": unmatched, "routes": ROUTES},
+        panther={"console_url": "https://acme.runpanther.net"},
+        mapping={"tags": {"source": "panther", "team": "unassigned"}},
+    )
+    async with Bridge(settings) as bridge:
+        assert await bridge.once(timeout=30)
+        return bridge
 
-    @property
-    def bigpanda(self) -> BigPandaSimulator:
-        return self.rig.bigpanda
 
-    def settings(self, name: str, routing: dict[str, Any], **sections: Any) -> Settings:
-        """The rig's config with `routing`, on a state of its own (`name`)."""
-        return self.rig.settings(
-            bigpanda={"app_key": "default-key"},
-            state={"path": str(self.rig.tmp / f"state-{name}" / "bridge.db")},
-            routing=routing,
-            panther={"initial_lookback": "2h", **sections.pop("panther", {})},
-            **sections,
-        )
-
-    async def run_once(self, unmatched: str) -> Bridge:
-        settings = self.settings(
-            unmatched,
-            {"unmatched": unmatched, "routes": ROUTES},
-            panther={"console_url": "https://acme.runpanther.net"},
-            mapping={"tags": {"source": "panther", "team": "unassigned"}},
-        )
-        async with Bridge(settings) as bridge:
-            assert await bridge.once(timeout=30)
-            return bridge
-
-    def delivered(self) -> dict[str, tuple[str, dict]]:
-        """alert id -> (app key, payload) of what BigPanda accepted."""
-        return {a.alert["panther_alert_id"]: (a.app_key, a.alert) for a in self.bigpanda.accepted}
+def delivered(rig: Rig) -> dict[str, tuple[str, dict]]:
+    """alert id -> (app key, payload) of what BigPanda accepted."""
+    return {a.alert["panther_alert_id"]: (a.app_key, a.alert) for a in rig.bigpanda.accepted}
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async with make_rig(tmp_path, app_keys=["soc", "cspm", "default-key"]) as rig:
-        yield Stack(rig)
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    """The rig, its BigPanda knowing three integrations; the bridge's own app key the default."""
+    async with make_rig(tmp_path, app_keys=["soc", "cspm", "default-key"]) as r:
+        yield r
 
 
 def add_alerts(panther: PantherSimulator) -> dict[str, str]:
@@ -217,10 +205,10 @@ def add_alerts(panther: PantherSimulator) -> dict[str, str]:
 class TestEndToEnd:
     """Alerts of different severities and detections reach the right BigPanda integration."""
 
-    async def test_routes_to_two_app_keys_unmatched_default(self, stack: Stack) -> None:
-        ids = add_alerts(stack.panther)
-        bridge = await stack.run_once("default")
-        got = stack.delivered()
+    async def test_routes_to_two_app_keys_unmatched_default(self, rig: Rig) -> None:
+        ids = add_alerts(rig.panther)
+        bridge = await run_once(rig, "default")
+        got = delivered(rig)
 
         assert got[ids["policy"]][0] == "cspm"
         assert got[ids["policy"]][1]["team"] == "cloud"
@@ -235,12 +223,12 @@ class TestEndToEnd:
         for _app_key, payload in got.values():
             assert payload["source"] == "panther"  # static tags on every alert
         assert ids["info"] not in got
-        assert len(stack.bigpanda.accepted) == 5
+        assert len(rig.bigpanda.accepted) == 5
         dropped = bridge.metrics.events_dropped.labels(reason="route")._value.get()
         assert dropped == 1
         # One batch per app key, never mixing them.
         batches = [
-            orjson.loads(r.body) for r in stack.bigpanda.requests
+            orjson.loads(r.body) for r in rig.bigpanda.requests
             if r.path == "/data/v2/alerts" and r.status == 201
         ]
         assert sorted(b["app_key"] for b in batches) == ["cspm", "default-key", "soc"]
@@ -248,10 +236,10 @@ class TestEndToEnd:
             for sent in batch["alerts"]:
                 assert got[sent["panther_alert_id"]][0] == batch["app_key"]
 
-    async def test_unmatched_dropped(self, stack: Stack) -> None:
-        ids = add_alerts(stack.panther)
-        bridge = await stack.run_once("drop")
-        got = stack.delivered()
+    async def test_unmatched_dropped(self, rig: Rig) -> None:
+        ids = add_alerts(rig.panther)
+        bridge = await run_once(rig, "drop")
+        got = delivered(rig)
         assert set(got) == {ids["policy"], ids["cloudtrail"], ids["okta_high"]}
         assert {got[i][0] for i in got} == {"soc", "cspm"}
         metric = bridge.metrics.events_dropped
@@ -262,15 +250,15 @@ class TestEndToEnd:
 class TestStatusChangesFollowTheAlert:
     """A status change goes to the app key the alert went to, even if routes now disagree."""
 
-    async def test_route_on_status_does_not_split_an_alert(self, stack: Stack) -> None:
+    async def test_route_on_status_does_not_split_an_alert(self, rig: Rig) -> None:
         route = {"name": "open-github-to-soc", "status": "OPEN", "detection_id": "GitHub.*",
                  "app_key": "soc", "tags": {"team": "soc"}}
-        settings = stack.settings("status", {"routes": [route]})
-        alert_id = stack.panther.add_alert(detection="GitHub.Repo.MadePublic")["id"]
+        settings = routed_settings(rig, "status", {"routes": [route]})
+        alert_id = rig.panther.add_alert(detection="GitHub.Repo.MadePublic")["id"]
         async with Bridge(settings) as bridge:
             assert await bridge.once(timeout=30)
-            stack.panther.set_status(alert_id, "RESOLVED")
+            rig.panther.set_status(alert_id, "RESOLVED")
             assert await bridge.once(timeout=30)
-        accepted = stack.bigpanda.accepted
+        accepted = rig.bigpanda.accepted
         sent = [(a.app_key, a.alert["status"], a.alert.get("team")) for a in accepted]
         assert sent == [("soc", "warning", "soc"), ("soc", "ok", "soc")]
