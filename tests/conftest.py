@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 import structlog
 from aioresponses_compat import MockHttp
+from harness import ConfigFiles, Rig, make_rig
 
 from bridge.metrics import Metrics
 
@@ -37,6 +39,18 @@ def metrics() -> Metrics:
     return Metrics()
 
 
+@pytest.fixture
+def config_files(tmp_path: Path) -> ConfigFiles:
+    return ConfigFiles(tmp_path)
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    """Both simulators on loopback and a config writer for the real bridge (tests/harness.py)."""
+    async with make_rig(tmp_path) as r:
+        yield r
+
+
 # Modules that run the whole bridge (a process, or `Bridge` in-process) against both simulators:
 # marked `e2e`, so `pytest -m "not e2e"` is the quick unit run.
 E2E_MODULES = frozenset({
@@ -44,13 +58,14 @@ E2E_MODULES = frozenset({
     "test_bench_smoke",
     "test_crash",
     "test_delivery_e2e",
+    "test_demo",
     "test_dlq_cli",
     "test_ha",
     "test_hostile_panther",
     "test_integration",
     "test_late_alerts",
     "test_lifecycle",
-    "test_metrics_exposed",
+    "test_metrics",
     "test_two_way",
 })
 

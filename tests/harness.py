@@ -1,7 +1,8 @@
 """A test rig for delivery: both simulators on loopback, a real config file, the real bridge.
 
 `Rig` holds the simulators and writes config files for them with short settings (tests override
-any key); `running()` runs `Bridge.run` in the test's loop; `wait_until()` is the one bounded wait.
+any key); `running()` runs `Bridge.run` in the test's loop; `wait_until()` is the suite's one
+bounded wait. conftest.py wraps these as fixtures (`rig`).
 Counting is done on the BigPanda simulator, which deduplicates exact resends like the real service.
 """
 
@@ -9,23 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
+import os
+import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
+import pytest
 import yaml
 
 from bridge.config import Settings, load_config
-from bridge.outbox import NewEvent
+from bridge.errors import ConfigError
+from bridge.outbox import NewEvent, Outbox, PendingEvent
 from bridge.service import Bridge
 from bridge.sim import serve_app
 from bridge.sim.bigpanda import ALERTS_PATH, BigPandaSimulator, RequestRecord
 from bridge.sim.panther import PantherSimulator
 
+REPO = Path(__file__).resolve().parent.parent
 PANTHER_TOKEN = "test-panther-token"
 BIGPANDA_TOKEN = "test-bigpanda-token"
 APP_KEY = "test-app-key"
@@ -102,11 +109,16 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def make_rig(tmp: Path, **bigpanda_kwargs: Any) -> AsyncIterator[Rig]:
+async def make_rig(
+    tmp: Path, *, app_keys: Sequence[str] = (APP_KEY,), **bigpanda_kwargs: Any
+) -> AsyncIterator[Rig]:
+    """The simulators served for one test; BigPanda knows `app_keys` (the config's is APP_KEY)."""
     rig = Rig(
         tmp=tmp,
         panther=PantherSimulator(token=PANTHER_TOKEN),
-        bigpanda=BigPandaSimulator(token=BIGPANDA_TOKEN, app_keys=[APP_KEY], **bigpanda_kwargs),
+        bigpanda=BigPandaSimulator(
+            token=BIGPANDA_TOKEN, app_keys=list(app_keys), **bigpanda_kwargs
+        ),
     )
     async with serve_app(rig.panther.app) as p_url, serve_app(rig.bigpanda.app) as b_url:
         rig.panther_url, rig.bigpanda_url = p_url, b_url
@@ -114,11 +126,14 @@ async def make_rig(tmp: Path, **bigpanda_kwargs: Any) -> AsyncIterator[Rig]:
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, *, stop_timeout: float = 10.0) -> AsyncIterator[Bridge]:
-    """The real service (`Bridge.run`) in this loop; stopped like SIGTERM stops it, on exit."""
+async def running(
+    settings: Settings, *, stop_timeout: float = 10.0, serve: bool = False
+) -> AsyncIterator[Bridge]:
+    """The real service (`Bridge.run`) in this loop; stopped like SIGTERM stops it, on exit.
+    `serve` also starts its HTTP server (health, metrics) as `bridge run` does."""
     stopping = asyncio.Event()
     async with Bridge(settings) as bridge:
-        task = asyncio.create_task(bridge.run(stopping, serve=False), name="bridge")
+        task = asyncio.create_task(bridge.run(stopping, serve=serve), name="bridge")
         try:
             yield bridge
         finally:
@@ -126,16 +141,56 @@ async def running(settings: Settings, *, stop_timeout: float = 10.0) -> AsyncIte
             await asyncio.wait_for(task, stop_timeout)
 
 
+async def spawn(config: Path, log: Path) -> asyncio.subprocess.Process:
+    """`python -m bridge run --config <config>` as its own process, its output added to `log`."""
+    with log.open("ab") as out:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridge", "run", "--config", str(config),
+            cwd=REPO, stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+def kill_and_show_log(proc: asyncio.subprocess.Process | None, log: Path) -> None:
+    """After a failure: no process left behind, and the end of its log in the test's output."""
+    if proc is not None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    print(log.read_text()[-5000:])
+
+
 async def wait_until(
-    condition: Callable[[], bool], timeout: float, *, what: str = "condition", every: float = 0.02
-) -> float:
-    """Poll `condition` until true; AssertionError after `timeout`. Returns the seconds taken."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
+    condition: Callable[[], bool | Awaitable[bool]],
+    timeout: float,
+    *,
+    what: str = "condition",
+    every: float = 0.02,
+) -> None:
+    """Poll `condition` (a plain or an async check) until true; AssertionError after `timeout`.
+
+    The timeout only bounds a test that would otherwise hang: never assert on how long it took.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        ok = condition()
+        if inspect.isawaitable(ok):
+            ok = await ok
+        if ok:
+            return
+        if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(every)
-    return time.monotonic() - started
+
+
+class RecordingOutbox(Outbox):
+    """An outbox that remembers the most events one `due()` call ever loaded into memory."""
+
+    most_loaded = 0
+
+    def due(self, limit: int, **kwargs: Any) -> list[PendingEvent]:
+        rows = super().due(limit, **kwargs)
+        self.most_loaded = max(self.most_loaded, len(rows))
+        return rows
+
 
 
 def settled(bridge: Bridge) -> bool:
@@ -155,6 +210,30 @@ def metric(bridge: Bridge, name: str, **labels: str) -> float:
     """The current value of one sample of the bridge's registry (0 when absent)."""
     value = bridge.metrics.registry.get_sample_value(name, labels)
     return value or 0.0
+
+
+class ConfigFiles:
+    """Config files in a test's directory: the required keys, plus any top-level sections."""
+
+    REQUIRED: ClassVar[dict[str, dict[str, str]]] = {
+        "panther": {"api_url": "https://p.example", "api_token": "t"},
+        "bigpanda": {"api_token": "t", "app_key": "k"},
+    }
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "bridge.yaml"
+
+    def write(self, **sections: Any) -> Path:
+        self.path.write_text(yaml.safe_dump({**self.REQUIRED, **sections}, allow_unicode=True))
+        return self.path
+
+    def problems(self, environ: dict[str, str] | None = None, **sections: Any) -> list[str]:
+        """What `load_config` refuses in the file with `sections` (the last file written, if
+        none are given), under `environ`."""
+        path = self.write(**sections) if sections or not self.path.exists() else self.path
+        with pytest.raises(ConfigError) as caught:
+            load_config(path, environ=environ or {})
+        return caught.value.problems
 
 
 def sample_payload(i: int, **fields: Any) -> bytes:

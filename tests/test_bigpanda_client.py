@@ -9,16 +9,8 @@ import orjson
 import pytest
 from aioresponses_compat import MockHttp
 
+from bridge import errors
 from bridge.bigpanda.client import Accepted, BigPandaClient, JobState
-from bridge.errors import (
-    ApiError,
-    AuthError,
-    BadResponseError,
-    PermanentApiError,
-    RateLimitedError,
-    RetriableApiError,
-    TransportError,
-)
 from bridge.metrics import Metrics
 
 API = "https://api.bigpanda.io"
@@ -117,7 +109,7 @@ class TestPostAlerts:
 class TestPostFaults:
     """Errors come back typed, with the retriable flag, and never with the token."""
 
-    async def raises(self, client: BigPandaClient, kind: type[ApiError]) -> ApiError:
+    async def raises(self, client: BigPandaClient, kind: type[errors.ApiError]) -> errors.ApiError:
         with pytest.raises(kind) as info:
             await client.post_alerts(BATCH)
         assert TOKEN not in str(info.value) and TOKEN not in info.value.body
@@ -138,7 +130,7 @@ class TestPostFaults:
     ) -> None:
         """A 2xx that is not BigPanda's (an HTML page, nothing) is retried, naming api_url."""
         mock.post(ALERTS, status=status, body=body, content_type=content_type)
-        exc = await self.raises(client, BadResponseError)
+        exc = await self.raises(client, errors.BadResponseError)
         assert exc.retriable and exc.status == status and exc.reason == "bad_response"
         assert "check bigpanda.api_url" in str(exc)
         assert f"answered HTTP {status}" in str(exc)
@@ -151,7 +143,7 @@ class TestPostFaults:
     ) -> None:
         """404/405 on the Alerts API: the endpoint is not there, the events are not at fault."""
         mock.post(ALERTS, status=status, body="<html>Not Found</html>", content_type="text/html")
-        exc = await self.raises(client, BadResponseError)
+        exc = await self.raises(client, errors.BadResponseError)
         assert exc.retriable
         assert f"HTTP {status} (no such endpoint at {API})" in str(exc)
         assert "check bigpanda.api_url" in str(exc)
@@ -161,45 +153,45 @@ class TestPostFaults:
     ) -> None:
         """A proxy page that echoes our headers must not put the token in the message."""
         mock.post(ALERTS, status=200, body=f"<p>Bearer {TOKEN}</p>", content_type="text/html")
-        await self.raises(client, BadResponseError)
+        await self.raises(client, errors.BadResponseError)
 
     async def test_400(self, mock: MockHttp, client: BigPandaClient) -> None:
         """400 is permanent and keeps BigPanda's explanation."""
         mock.post(ALERTS, status=400, payload={"status": "failure", "message": "status missing"})
-        exc = await self.raises(client, PermanentApiError)
+        exc = await self.raises(client, errors.PermanentApiError)
         assert not exc.retriable and "status missing" in str(exc)
 
     @pytest.mark.parametrize("status", [401, 403])
     async def test_auth(self, mock: MockHttp, client: BigPandaClient, status: int) -> None:
         """401/403 say to check the token and the app key."""
         mock.post(ALERTS, status=status, payload={"message": "Unauthorized"})
-        exc = await self.raises(client, AuthError)
+        exc = await self.raises(client, errors.AuthError)
         assert "check bigpanda.api_token (an org Bearer token) and bigpanda.app_key" in str(exc)
 
     async def test_429(self, mock: MockHttp, client: BigPandaClient) -> None:
         """429 honours a Retry-After if BigPanda sends one."""
         mock.post(ALERTS, status=429, headers={"Retry-After": "3"})
-        exc = await self.raises(client, RateLimitedError)
+        exc = await self.raises(client, errors.RateLimitedError)
         assert exc.retriable and exc.retry_after == 3.0
 
     async def test_500(self, mock: MockHttp, client: BigPandaClient) -> None:
         """500 is retried later."""
         mock.post(ALERTS, status=500)
-        assert (await self.raises(client, RetriableApiError)).retriable
+        assert (await self.raises(client, errors.RetriableApiError)).retriable
 
     async def test_timeout(
         self, mock: MockHttp, client: BigPandaClient, metrics: Metrics
     ) -> None:
         """A timeout is a TransportError counted with code 0."""
         mock.post(ALERTS, exception=TimeoutError())
-        exc = await self.raises(client, TransportError)
+        exc = await self.raises(client, errors.TransportError)
         assert str(exc).startswith("bigpanda POST /data/v2/alerts failed: TimeoutError")
         assert count(metrics, "/data/v2/alerts", "0") == 1
 
     async def test_connection_error(self, mock: MockHttp, client: BigPandaClient) -> None:
         """A refused connection is a TransportError."""
         mock.post(ALERTS, exception=aiohttp.ClientConnectionError("Connection refused"))
-        assert (await self.raises(client, TransportError)).retriable
+        assert (await self.raises(client, errors.TransportError)).retriable
 
 
 class TestGetJob:
@@ -240,7 +232,7 @@ class TestGetJob:
     async def test_html_200(self, mock: MockHttp, client: BigPandaClient) -> None:
         """A non-JSON 200 is a bad response naming the job endpoint."""
         mock.get(f"{API}/jobs/j5", body="<html>oops</html>", content_type="text/html")
-        with pytest.raises(BadResponseError) as info:
+        with pytest.raises(errors.BadResponseError) as info:
             await client.get_job(f"{API}/jobs/j5")
         assert str(info.value) == (
             "bigpanda GET job returned a body that is not JSON (text/html): '<html>oops</html>'"
@@ -250,12 +242,12 @@ class TestGetJob:
     async def test_not_an_object(self, mock: MockHttp, client: BigPandaClient) -> None:
         """A JSON list is a bad response."""
         mock.get(f"{API}/jobs/j6", payload=["done"])
-        with pytest.raises(BadResponseError, match="not an object"):
+        with pytest.raises(errors.BadResponseError, match="not an object"):
             await client.get_job(f"{API}/jobs/j6")
 
     async def test_error_status(self, mock: MockHttp, client: BigPandaClient) -> None:
         """A failing job poll raises the typed error."""
         mock.get(f"{API}/jobs/j7", status=503)
-        with pytest.raises(RetriableApiError) as info:
+        with pytest.raises(errors.RetriableApiError) as info:
             await client.get_job(f"{API}/jobs/j7")
         assert str(info.value).startswith("bigpanda GET job answered HTTP 503")

@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from harness import PANTHER_TOKEN, Rig, make_rig, metric
+from harness import PANTHER_TOKEN, Rig, metric
 
 from bridge.catalog import Catalog, kinds_for
 from bridge.metrics import Metrics
@@ -124,37 +124,35 @@ class TestCache:
 class TestEnrichmentEndToEnd:
     """Alerts reach BigPanda enriched when the catalog answers, plain when it does not."""
 
-    async def test_enriched_when_catalog_answers(self, tmp_path: Path) -> None:
-        async with make_rig(tmp_path) as rig:
-            rig.panther.generate(2, spacing=1.0, detection=SCHEDULED)
-            async with Bridge(catalog_settings(rig)) as bridge:
-                assert await bridge.once(timeout=5)
-            for payload in sent(rig):
-                assert payload["detection_name"] == "Impossible Travel Login"
-                assert payload["mitre_attack"] == ["TA0001:T1078"]
-                assert payload["scheduled_queries"] == [QUERY_NAME]
-                assert "Identity" in payload["detection_tags"]
-                assert payload["reference"] == "https://attack.mitre.org/techniques/T1078/"
+    async def test_enriched_when_catalog_answers(self, rig: Rig) -> None:
+        rig.panther.generate(2, spacing=1.0, detection=SCHEDULED)
+        async with Bridge(catalog_settings(rig)) as bridge:
+            assert await bridge.once(timeout=5)
+        for payload in sent(rig):
+            assert payload["detection_name"] == "Impossible Travel Login"
+            assert payload["mitre_attack"] == ["TA0001:T1078"]
+            assert payload["scheduled_queries"] == [QUERY_NAME]
+            assert "Identity" in payload["detection_tags"]
+            assert payload["reference"] == "https://attack.mitre.org/techniques/T1078/"
 
     @pytest.mark.parametrize("fault", ["500", "404"])
-    async def test_delivered_without_enrichment(self, tmp_path: Path, fault: str) -> None:
-        async with make_rig(tmp_path) as rig:
-            generated = rig.panther.generate(3, spacing=1.0, detection=SCHEDULED)
-            if fault == "500":
-                for kind in ("/rules", "/scheduled-rules", "/policies", "/simple-rules",
-                             "/queries"):
-                    rig.panther.script(",".join(["500"] * 5), path=kind)
-            else:
-                rig.panther.remove_detection("scheduled-rules", SCHEDULED)
-            async with Bridge(catalog_settings(rig)) as bridge:
-                assert await bridge.once(timeout=5)
-                errors = sum(
-                    metric(bridge, "bridge_catalog_errors_total", reason=r)
-                    for r in ("refresh_failed", "unavailable", "not_found")
-                )
-                assert errors >= 1
-            payloads = sent(rig)
-            assert {p["panther_alert_id"] for p in payloads} == {a["id"] for a in generated}
-            for payload in payloads:
-                assert "detection_name" not in payload
-                assert payload["host"] == SCHEDULED
+    async def test_delivered_without_enrichment(self, rig: Rig, tmp_path: Path, fault: str) -> None:
+        generated = rig.panther.generate(3, spacing=1.0, detection=SCHEDULED)
+        if fault == "500":
+            for kind in ("/rules", "/scheduled-rules", "/policies", "/simple-rules",
+                         "/queries"):
+                rig.panther.script(",".join(["500"] * 5), path=kind)
+        else:
+            rig.panther.remove_detection("scheduled-rules", SCHEDULED)
+        async with Bridge(catalog_settings(rig)) as bridge:
+            assert await bridge.once(timeout=5)
+            errors = sum(
+                metric(bridge, "bridge_catalog_errors_total", reason=r)
+                for r in ("refresh_failed", "unavailable", "not_found")
+            )
+            assert errors >= 1
+        payloads = sent(rig)
+        assert {p["panther_alert_id"] for p in payloads} == {a["id"] for a in generated}
+        for payload in payloads:
+            assert "detection_name" not in payload
+            assert payload["host"] == SCHEDULED

@@ -105,15 +105,3 @@ class TestEntryPoints:
         path = write(tmp_path, VALID)
         assert main(["backfill", "--since", "yesterday-ish", "--config", str(path)]) == 2
         assert "--since" in capsys.readouterr().err
-
-
-class TestDemo:
-    """`bridge demo` delivers every generated alert and says so."""
-
-    def test_demo(self, capsys) -> None:
-        assert main(["demo", "--alerts", "10", "--timeout", "30"]) == 0
-        out = capsys.readouterr().out
-        assert "Alerts generated in Panther:       10" in out
-        assert "New-alert events in BigPanda:      10" in out
-        assert "Status-change events in BigPanda:  6 (acknowledged=2, ok=4)" in out
-        assert "/metrics" in out and "exactly once" in out

@@ -9,35 +9,23 @@ re-stamped would show up as a missing or doubled incident identifier.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import random
 import signal
-import sys
 import time
 from pathlib import Path
 
-from harness import Rig, make_rig, wait_until
+from harness import Rig, kill_and_show_log, make_rig, spawn, wait_until
 
 from bridge.outbox import Outbox
 
 ALERTS = 2000
 KILLS = 10
 SEED = 20_240_605
-REPO = Path(__file__).resolve().parent.parent
 
 
 def fault_script(rng: random.Random, n: int) -> str:
     """Mostly plain accepts, with 202 jobs (polled across restarts) and 500s sprinkled in."""
     return ",".join(rng.choices(["201", "202", "500"], weights=[8, 2, 1], k=n))
-
-
-async def spawn(config: Path, log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as out:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bridge", "run", "--config", str(config),
-            cwd=REPO, stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
 
 
 def requests_seen(rig: Rig) -> int:
@@ -77,9 +65,7 @@ async def test_sigkill_at_random_points_loses_and_doubles_nothing(tmp_path: Path
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(proc.wait(), 10) == 0
         except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            print(log.read_text()[-5000:])
+            kill_and_show_log(proc, log)
             raise
 
         delivered = rig.delivered()
@@ -113,51 +99,47 @@ def _settled(config: Path) -> bool:
 LATE_SECONDS = 60.0  # a minute of kills, as a crash loop or a rolling deploy gives
 
 
-async def test_sigkill_loop_with_late_alerts_loses_none(tmp_path: Path) -> None:
+async def test_sigkill_loop_with_late_alerts_loses_none(rig: Rig, tmp_path: Path) -> None:
     """A process killed every 2-4 s while alerts keep arriving, 30% of them listable 3 s late:
     each start sweeps (the sweep point is durable), so afterwards every alert arrived once."""
     rng = random.Random(SEED + 1)
     log = tmp_path / "bridge.log"
-    async with make_rig(tmp_path) as rig:
-        rig.panther.late_fraction = 0.3
-        rig.panther.late_by = 3.0
-        config = rig.write_config(
-            panther={"poll_interval": 0.5, "overlap": "30s", "late_sweep_interval": "1h"},
-            bigpanda={"batch_size": 25, "max_in_flight": 2},
-            catalog={"enabled": False},
-            server={"shutdown_grace": 2},
-        )
-        producer = asyncio.create_task(rig.panther.produce(15, LATE_SECONDS))
-        kills = 0
-        proc: asyncio.subprocess.Process | None = None
-        try:
-            while not producer.done():
-                proc = await spawn(config, log)
-                await asyncio.sleep(rng.uniform(2.0, 4.0))
-                proc.send_signal(signal.SIGKILL)
-                await proc.wait()
-                kills += 1
-            made = producer.result()
-            expected = {f"panther-{a['id']}" for a in made}
-            late = {f"panther-{i}" for i in rig.panther.late_ids}
-            assert late and late <= expected
-
+    rig.panther.late_fraction = 0.3
+    rig.panther.late_by = 3.0
+    config = rig.write_config(
+        panther={"poll_interval": 0.5, "overlap": "30s", "late_sweep_interval": "1h"},
+        bigpanda={"batch_size": 25, "max_in_flight": 2},
+        catalog={"enabled": False},
+        server={"shutdown_grace": 2},
+    )
+    producer = asyncio.create_task(rig.panther.produce(15, LATE_SECONDS))
+    kills = 0
+    proc: asyncio.subprocess.Process | None = None
+    try:
+        while not producer.done():
             proc = await spawn(config, log)
-            await wait_until(lambda: rig.panther.unlisted == 0, 10, what="all listable")
-            await wait_until(lambda: expected <= set(rig.delivered()), 60, what="full delivery")
-            await wait_until(lambda: _settled(config), 10, what="outbox settled", every=0.1)
-            proc.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(proc.wait(), 10) == 0
-        except BaseException:
-            producer.cancel()
-            if proc is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-            print(log.read_text()[-5000:])
-            raise
+            await asyncio.sleep(rng.uniform(2.0, 4.0))
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+            kills += 1
+        made = producer.result()
+        expected = {f"panther-{a['id']}" for a in made}
+        late = {f"panther-{i}" for i in rig.panther.late_ids}
+        assert late and late <= expected
 
-        delivered = rig.delivered()
-        assert set(delivered) == expected, f"lost: {len(expected - set(delivered))}"
-        assert max(delivered.values()) == 1
-        assert kills >= 12
-        print(f"{kills} kills, {len(made)} alerts ({len(late)} late), all delivered once")
+        proc = await spawn(config, log)
+        await wait_until(lambda: rig.panther.unlisted == 0, 10, what="all listable")
+        await wait_until(lambda: expected <= set(rig.delivered()), 60, what="full delivery")
+        await wait_until(lambda: _settled(config), 10, what="outbox settled", every=0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+    except BaseException:
+        producer.cancel()
+        kill_and_show_log(proc, log)
+        raise
+
+    delivered = rig.delivered()
+    assert set(delivered) == expected, f"lost: {len(expected - set(delivered))}"
+    assert max(delivered.values()) == 1
+    assert kills >= 12
+    print(f"{kills} kills, {len(made)} alerts ({len(late)} late), all delivered once")

@@ -6,33 +6,28 @@ like the real service does) and reads timings from its request log, never from t
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
 from harness import (
     Rig,
     all_delivered,
-    make_rig,
     metric,
     running,
     settled,
     wait_until,
 )
 
+from bridge.config import Settings
 from bridge.outbox import Outbox
+from bridge.service import Bridge
 
 # Timestamps come from two clocks (the bridge's time.time, the simulator's monotonic): allow this.
 CLOCK_SLACK = 0.02
-
-
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    async with make_rig(tmp_path) as rig:
-        yield rig
 
 
 def assert_exactly_once(rig: Rig, expected: list[str]) -> None:
@@ -47,14 +42,38 @@ def assert_resends_identical(rig: Rig) -> None:
     assert len(set(bodies)) == 1, "a resend differed from the first send"
 
 
+def alerts_against(rig: Rig, n: int, answers: str, *, jobs: str | None = None) -> list[str]:
+    """`n` new alerts in Panther, and BigPanda scripted to answer `answers` (its jobs `jobs`)."""
+    expected = rig.generate(n)
+    rig.bigpanda.script(answers)
+    if jobs is not None:
+        rig.bigpanda.job_script(jobs)
+    return expected
+
+
+@contextlib.asynccontextmanager
+async def delivering(
+    rig: Rig, expected: list[str], settings: Settings | None = None, *,
+    timeout: float = 8, what: str = "delivery",
+) -> AsyncIterator[Bridge]:
+    """The bridge running until `expected` is delivered and nothing is pending, then still."""
+    async with running(settings or rig.settings()) as bridge:
+        await wait_until(all_delivered(rig, bridge, expected), timeout, what=what)
+        yield bridge
+
+
+async def deliver(rig: Rig, expected: list[str], settings: Settings | None = None,
+                  **wait: Any) -> None:
+    async with delivering(rig, expected, settings, **wait):
+        pass
+
+
 class TestRetriableFaults:
     """408, 429, 5xx but 501, resets, timeouts and outages are retried until delivered, once."""
 
     async def test_scripted_sequence_with_retry_after(self, rig: Rig) -> None:
-        expected = rig.generate(5)
-        rig.bigpanda.script("500,500,429:Retry-After=1,201")
-        async with running(rig.settings()) as bridge:
-            await wait_until(all_delivered(rig, bridge, expected), 8, what="delivery")
+        expected = alerts_against(rig, 5, "500,500,429:Retry-After=1,201")
+        async with delivering(rig, expected) as bridge:
             assert metric(bridge, "bridge_retries_total", target="bigpanda",
                           reason="server_error") == 2
             assert metric(bridge, "bridge_retries_total", target="bigpanda",
@@ -66,11 +85,9 @@ class TestRetriableFaults:
         assert_exactly_once(rig, expected)
 
     async def test_rate_limit_pauses_every_batch(self, rig: Rig) -> None:
-        expected = rig.generate(40)
-        rig.bigpanda.script("429:Retry-After=1")
+        expected = alerts_against(rig, 40, "429:Retry-After=1")
         settings = rig.settings(bigpanda={"batch_size": 5, "max_in_flight": 2})
-        async with running(settings) as bridge:
-            await wait_until(all_delivered(rig, bridge, expected), 8, what="delivery")
+        await deliver(rig, expected, settings)
         posts = rig.posts()
         limited = next(p for p in posts if p.status == 429)
         # A batch already on the wire when the 429 came back cannot be recalled (max_in_flight 2);
@@ -82,35 +99,42 @@ class TestRetriableFaults:
         assert_exactly_once(rig, expected)
 
     async def test_timeouts_and_server_errors_are_retried(self, rig: Rig) -> None:
-        expected = rig.generate(3)
-        rig.bigpanda.script("408,502,503,504,500")
-        async with running(rig.settings()) as bridge:
-            await wait_until(all_delivered(rig, bridge, expected), 8, what="delivery")
+        expected = alerts_against(rig, 3, "408,502,503,504,500")
+        async with delivering(rig, expected) as bridge:
             assert not bridge.outbox.dead_letters()
         assert [p.status for p in rig.posts()] == [408, 502, 503, 504, 500, 201]
         assert_resends_identical(rig)
         assert_exactly_once(rig, expected)
 
-    async def test_backoff_grows_between_attempts(self, rig: Rig) -> None:
-        """Full jitter keeps each wait under initial * 2**n; the cap keeps it under max_backoff."""
-        expected = rig.generate(2)
-        rig.bigpanda.script("500,500,500,500,500")
+    async def test_backoff_grows_between_attempts(
+        self, rig: Rig, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Full jitter keeps each wait under initial * 2**n; the cap keeps it under max_backoff.
+        Read from the retry times the bridge stored, each against the moment it stored it."""
+        expected = alerts_against(rig, 2, "500,500,500,500,500")
         settings = rig.settings(retry={"initial_backoff": 0.1, "max_backoff": 0.3})
+        waits: list[float] = []
         async with running(settings) as bridge:
+            mark_retry = bridge.outbox.mark_retry
+
+            def recording(ids: list[int], *, next_attempt_at: float, now: float | None = None,
+                          **kwargs: Any) -> None:
+                assert now is not None
+                waits.append(next_attempt_at - now)
+                mark_retry(ids, next_attempt_at=next_attempt_at, now=now, **kwargs)
+
+            monkeypatch.setattr(bridge.outbox, "mark_retry", recording)
             await wait_until(all_delivered(rig, bridge, expected), 8, what="delivery")
-        times = [p.at for p in rig.posts()]
-        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert [p.status for p in rig.posts()] == [500] * 5 + [201]
         ceilings = [0.1, 0.2, 0.3, 0.3, 0.3]
-        for gap, ceiling in zip(gaps, ceilings, strict=True):
-            # The idle loop wakes on the retry time; allow scheduling and linger on top.
-            assert gap <= ceiling + 0.25
+        assert len(waits) == len(ceilings)
+        for attempt, (wait, ceiling) in enumerate(zip(waits, ceilings, strict=True)):
+            assert 0 <= wait <= ceiling, f"attempt {attempt}: waited {wait}, ceiling {ceiling}"
         assert_exactly_once(rig, expected)
 
     async def test_connection_reset_is_retried(self, rig: Rig) -> None:
-        expected = rig.generate(4)
-        rig.bigpanda.script("reset,reset")
-        async with running(rig.settings()) as bridge:
-            await wait_until(all_delivered(rig, bridge, expected), 8, what="delivery")
+        expected = alerts_against(rig, 4, "reset,reset")
+        async with delivering(rig, expected) as bridge:
             assert metric(bridge, "bridge_retries_total", target="bigpanda",
                           reason="transport") == 2
         assert len(rig.posts()) == 3
@@ -119,10 +143,8 @@ class TestRetriableFaults:
 
     async def test_slow_response_beyond_timeout_is_retried(self, rig: Rig) -> None:
         """The slow request may still land after we gave up on it: the resend is then a 204."""
-        expected = rig.generate(3)
-        rig.bigpanda.script("slow:1.0")
-        async with running(rig.settings(bigpanda={"timeout": 0.3})) as bridge:
-            await wait_until(all_delivered(rig, bridge, expected), 8, what="delivery")
+        expected = alerts_against(rig, 3, "slow:1.0")
+        async with delivering(rig, expected, rig.settings(bigpanda={"timeout": 0.3})) as bridge:
             assert metric(bridge, "bridge_retries_total", target="bigpanda",
                           reason="timeout") >= 1
         assert len(rig.posts()) >= 2
@@ -134,8 +156,7 @@ class TestRetriableFaults:
         outage_ends = time.monotonic() + 1.5  # the simulator's clock
         rig.bigpanda.outage(1.5)
         settings = rig.settings(bigpanda={"batch_size": 10})
-        async with running(settings) as bridge:
-            await wait_until(all_delivered(rig, bridge, expected), 9, what="delivery")
+        async with delivering(rig, expected, settings, timeout=9) as bridge:
             assert not bridge.outbox.dead_letters()
         posts = rig.posts()
         failed = [p for p in posts if p.status == 503]
@@ -193,8 +214,7 @@ class TestPermanentFaults:
 
     @pytest.mark.parametrize("refusals", ["401,401,403", "403"])
     async def test_refused_credentials_keep_everything(self, rig: Rig, refusals: str) -> None:
-        expected = rig.generate(6)
-        rig.bigpanda.script(refusals)
+        expected = alerts_against(rig, 6, refusals)
         reasons: list[str] = []
 
         # One batch at a time: a concurrent batch's success would end the refusal at once.
@@ -219,9 +239,7 @@ class TestJobs:
     """A 202 is delivered only when its job is done; a failed or stuck job is resent unchanged."""
 
     async def test_pending_started_done(self, rig: Rig) -> None:
-        expected = rig.generate(4)
-        rig.bigpanda.script("202")
-        rig.bigpanda.job_script("pending,started,done")
+        expected = alerts_against(rig, 4, "202", jobs="pending,started,done")
         seen_states: set[str] = set()
         async with running(rig.settings()) as bridge:
 
@@ -239,63 +257,47 @@ class TestJobs:
         assert len(rig.job_polls()) == 3
         assert_exactly_once(rig, expected)
 
-    async def test_absolute_location(self, rig: Rig) -> None:
-        expected = rig.generate(2)
-        rig.bigpanda.script("202abs")
-        rig.bigpanda.job_script("done")
-        async with running(rig.settings()) as bridge:
-            await wait_until(all_delivered(rig, bridge, expected), 5, what="job done")
-        assert len(rig.posts()) == 1
+    @pytest.mark.parametrize(
+        ("answer", "job_steps", "polls"),
+        [
+            pytest.param("202abs", "done", 1, id="absolute_location"),
+            # An unknown job status is no failure: the job is polled again, like `pending`.
+            pytest.param("202", "queued,reticulating,done", 3, id="unknown_status_waits"),
+        ],
+    )
+    async def test_job_followed_until_done(
+        self, rig: Rig, answer: str, job_steps: str, polls: int
+    ) -> None:
+        expected = alerts_against(rig, 2, answer, jobs=job_steps)
+        await deliver(rig, expected, timeout=5, what="job done")
+        assert len(rig.posts()) == 1, "the job was not followed to its end"
+        assert len(rig.job_polls()) == polls
         assert_exactly_once(rig, expected)
 
-    async def test_failed_job_is_resent_identical(self, rig: Rig) -> None:
-        expected = rig.generate(4)
-        rig.bigpanda.script("202")
-        rig.bigpanda.job_script("pending,failed")
-        async with running(rig.settings()) as bridge:
-            await wait_until(all_delivered(rig, bridge, expected), 5, what="resend")
-            assert metric(bridge, "bridge_jobs_total", result="failed") == 1
-        assert [p.status for p in rig.posts()] == [202, 201]
-        assert_resends_identical(rig)
-        assert_exactly_once(rig, expected)
-
-    async def test_job_timeout_counts_as_failed(self, rig: Rig) -> None:
-        expected = rig.generate(2)
-        rig.bigpanda.script("202")
-        rig.bigpanda.job_script("pending")
-        async with running(rig.settings(bigpanda={"job_timeout": 0.5})) as bridge:
-            await wait_until(all_delivered(rig, bridge, expected), 5, what="resend")
-            assert metric(bridge, "bridge_jobs_total", result="timeout") == 1
+    @pytest.mark.parametrize(
+        ("job_steps", "job_timeout", "result"),
+        [
+            pytest.param("pending,failed", None, "failed", id="failed_job"),
+            pytest.param("pending", 0.5, "timeout", id="timeout_counts_as_failed"),
+            pytest.param("queued", 0.4, "timeout", id="unknown_status_until_timeout"),
+        ],
+    )
+    async def test_job_not_done_is_resent_identical(
+        self, rig: Rig, job_steps: str, job_timeout: float | None, result: str
+    ) -> None:
+        expected = alerts_against(rig, 3, "202", jobs=job_steps)
+        settings = rig.settings(bigpanda={"job_timeout": job_timeout} if job_timeout else {})
+        async with delivering(rig, expected, settings, timeout=5, what="resend") as bridge:
+            assert metric(bridge, "bridge_jobs_total", result=result) == 1
         posts = rig.posts()
         assert [p.status for p in posts] == [202, 201]
-        assert posts[1].at - posts[0].at >= 0.5 - CLOCK_SLACK
+        if job_timeout is not None:
+            assert posts[1].at - posts[0].at >= job_timeout - CLOCK_SLACK
         assert_resends_identical(rig)
         assert_exactly_once(rig, expected)
-
-    async def test_unknown_status_waits_like_pending(self, rig: Rig) -> None:
-        expected = rig.generate(2)
-        rig.bigpanda.script("202")
-        rig.bigpanda.job_script("queued,reticulating,done")
-        async with running(rig.settings()) as bridge:
-            await wait_until(all_delivered(rig, bridge, expected), 5, what="job done")
-        assert len(rig.posts()) == 1, "an unknown job status was taken as a failure"
-        assert len(rig.job_polls()) == 3
-        assert_exactly_once(rig, expected)
-
-    async def test_unknown_status_until_timeout_is_resent(self, rig: Rig) -> None:
-        expected = rig.generate(2)
-        rig.bigpanda.script("202")
-        rig.bigpanda.job_script("queued")
-        async with running(rig.settings(bigpanda={"job_timeout": 0.4})) as bridge:
-            await wait_until(all_delivered(rig, bridge, expected), 5, what="resend")
-            assert metric(bridge, "bridge_jobs_total", result="timeout") == 1
-        assert [p.status for p in rig.posts()] == [202, 201]
-        assert_resends_identical(rig)
 
     async def test_jobs_survive_a_restart(self, rig: Rig) -> None:
-        expected = rig.generate(3)
-        rig.bigpanda.script("202")
-        rig.bigpanda.job_script("pending,pending,started,done")
+        expected = alerts_against(rig, 3, "202", jobs="pending,pending,started,done")
         first = rig.settings(bigpanda={"job_poll_interval": 30})
         async with running(first) as bridge:
             await wait_until(lambda: bridge.outbox.counts()["jobs"] == 1, 5, what="a job")
@@ -306,8 +308,7 @@ class TestJobs:
             assert outbox.counts()["job"] == 3
         finally:
             outbox.close()
-        async with running(rig.settings()) as bridge:
-            await wait_until(all_delivered(rig, bridge, expected), 5, what="job done")
+        await deliver(rig, expected, timeout=5, what="job done")
         assert len(rig.posts()) == 1, "the restarted bridge resent instead of following the job"
         assert rig.job_polls()[-1].path == job.url.removeprefix(rig.bigpanda_url)
         assert_exactly_once(rig, expected)
@@ -317,11 +318,8 @@ class TestFrozenPayload:
     """A retried event goes out with the bytes it was first sent with, timestamp included."""
 
     async def test_many_retries_same_bytes(self, rig: Rig) -> None:
-        expected = rig.generate(10)
-        rig.bigpanda.script("500,reset,429,503,202")
-        rig.bigpanda.job_script("failed")
-        async with running(rig.settings()) as bridge:
-            await wait_until(all_delivered(rig, bridge, expected), 8, what="delivery")
+        expected = alerts_against(rig, 10, "500,reset,429,503,202", jobs="failed")
+        await deliver(rig, expected)
         assert len(rig.posts()) == 6
         assert_resends_identical(rig)
         assert_exactly_once(rig, expected)
@@ -333,8 +331,7 @@ class TestAnswersThatAreNotSuccess:
     async def test_html_200_loses_nothing(self, rig: Rig) -> None:
         """A proxy (or a wrong api_url) answering 200 with an HTML page: every alert is kept,
         retried, and delivered once BigPanda itself answers again."""
-        expected = rig.generate(200)
-        rig.bigpanda.script("html*")
+        expected = alerts_against(rig, 200, "html*")
         settings = rig.settings(bigpanda={"batch_size": 20, "max_in_flight": 2})
         with structlog.testing.capture_logs() as logs:
             async with running(settings) as bridge:
@@ -357,9 +354,7 @@ class TestAnswersThatAreNotSuccess:
     async def test_job_404_forever_dead_letters_after_give_up(self, rig: Rig) -> None:
         """Every answer a 202 whose job URL answers 404: the batch is resent with backoff, then
         dead-lettered `expired` with the reason once retry.give_up_after has passed."""
-        expected = rig.generate(5)
-        rig.bigpanda.script("202*")
-        rig.bigpanda.job_script("404")
+        expected = alerts_against(rig, 5, "202*", jobs="404")
         settings = rig.settings(
             retry={"give_up_after": 1.0, "initial_backoff": 0.05, "max_backoff": 0.3},
             bigpanda={"job_poll_interval": 0.05},

@@ -76,10 +76,10 @@ def load_yaml_documents(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
-def k8s_resources() -> dict[str, dict[str, Any]]:
-    """kind -> resource, over every manifest in deploy/kubernetes."""
+def k8s_resources(directory: Path = K8S) -> dict[str, dict[str, Any]]:
+    """kind -> resource, over every manifest in `directory` (deploy/kubernetes)."""
     resources = {}
-    for path in sorted(K8S.glob("*.yaml")):
+    for path in sorted(directory.glob("*.yaml")):
         for doc in load_yaml_documents(path):
             resources[doc["kind"]] = doc
     return resources
@@ -537,11 +537,7 @@ K8S_HA = K8S / "ha"
 
 
 def k8s_ha_resources() -> dict[str, dict[str, Any]]:
-    resources = {}
-    for path in sorted(K8S_HA.glob("*.yaml")):
-        for doc in load_yaml_documents(path):
-            resources[doc["kind"]] = doc
-    return resources
+    return k8s_resources(K8S_HA)
 
 
 class TestHighAvailabilityKit:

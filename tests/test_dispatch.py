@@ -19,45 +19,51 @@ import aiohttp
 import orjson
 import pytest
 import structlog
-from harness import APP_KEY, BIGPANDA_TOKEN, sample_event, wait_until
-from hypothesis import given
-from hypothesis import strategies as st
+from harness import APP_KEY, BIGPANDA_TOKEN, RecordingOutbox, sample_event, wait_until
+from structlog.testing import capture_logs
 
+from bridge import dispatch
 from bridge.bigpanda.client import Accepted, BigPandaClient
 from bridge.bigpanda.jobs import JobTracker
-from bridge.dispatch import MAX_BATCH_BYTES, Dispatcher, encode_batch
+from bridge.dispatch import CIRCUIT_THRESHOLD, MAX_BATCH_BYTES, Dispatcher, encode_batch
 from bridge.health import Health
 from bridge.metrics import Metrics
-from bridge.outbox import Outbox, PendingEvent
 from bridge.retry import RetryPolicy
 from bridge.sim import serve_app
 from bridge.sim.bigpanda import ALERTS_PATH, BigPandaSimulator, RequestRecord
 
 
-class RecordingOutbox(Outbox):
-    """An outbox that remembers the most events one `due()` call ever loaded into memory."""
+@dataclass(frozen=True)
+class Post:
+    """One POST as the client saw it: how many were on the wire when it left (itself included)."""
 
-    most_loaded = 0
-
-    def due(self, limit: int, **kwargs: Any) -> list[PendingEvent]:
-        rows = super().due(limit, **kwargs)
-        self.most_loaded = max(self.most_loaded, len(rows))
-        return rows
+    body: bytes
+    on_the_wire: int
+    ok: bool
 
 
 class CountingClient(BigPandaClient):
-    """A real client that also counts how many POSTs it has on the wire at once."""
+    """A real client that also counts how many POSTs it has on the wire at once, and records
+    each POST (in the order their answers came)."""
 
     in_flight = 0
     most_in_flight = 0
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls: list[Post] = []
+
     async def post_alerts(self, body: bytes) -> Accepted:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        on_the_wire, ok = self.in_flight, False
         try:
-            return await super().post_alerts(body)
+            accepted = await super().post_alerts(body)
+            ok = True
+            return accepted
         finally:
             self.in_flight -= 1
+            self.calls.append(Post(body, on_the_wire, ok))
 
 
 @dataclass
@@ -78,6 +84,22 @@ class Setup:
 
     def delivered(self) -> int:
         return len(self.sim.accepted)
+
+    async def run_until_sent(
+        self, total: int, *, timeout: float = 5, what: str = "delivery"
+    ) -> None:
+        """Run the dispatcher until `total` events are sent, then stop it."""
+        async with self.running():
+            await wait_until(all_sent(self, total), timeout, what=what)
+
+    async def stop_mid_request(self, timeout: float) -> None:
+        """Run the dispatcher until a request is on the wire, then stop it as SIGTERM would."""
+        stopping = asyncio.Event()
+        task = asyncio.create_task(self.dispatcher.run(stopping))
+        await wait_until(lambda: bool(self.posts()), 2, what="a request in flight")
+        stopping.set()
+        self.dispatcher.wake()
+        await asyncio.wait_for(task, timeout)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[asyncio.Event]:
@@ -128,72 +150,6 @@ def all_sent(setup: Setup, n: int) -> Callable[[], bool]:
     return lambda: setup.outbox.counts()["sent"] == n
 
 
-class TestRetryPolicy:
-    """Full-jitter backoff, floored by a capped Retry-After; expiry from the first failure."""
-
-    @given(attempt=st.integers(0, 100))
-    def test_backoff_within_full_jitter_bounds(self, attempt: int) -> None:
-        policy = RetryPolicy(initial_backoff=0.5, max_backoff=30.0)
-        delay = policy.backoff(attempt)
-        assert 0.0 <= delay <= min(30.0, 0.5 * 2**attempt)
-
-    @given(retry_after=st.floats(-10, 10_000, allow_nan=False))
-    def test_retry_after_is_a_capped_floor(self, retry_after: float) -> None:
-        policy = RetryPolicy(initial_backoff=0.01, max_backoff=0.02, max_retry_after=60.0)
-        delay = policy.delay(3, retry_after)
-        assert delay >= min(max(retry_after, 0.0), 60.0)
-        assert delay <= max(60.0, 0.02)
-
-    def test_expired_only_after_give_up_after(self) -> None:
-        policy = RetryPolicy(give_up_after=100.0)
-        assert not policy.expired(None, 1e9)
-        assert not policy.expired(1000.0, 1099.0)
-        assert policy.expired(1000.0, 1100.0)
-
-
-class TestOutboxForDelivery:
-    """The outbox reads exactly one batch at a time and keeps dedup keys after delivery."""
-
-    def test_due_limits_excludes_and_filters_in_sqlite(self, tmp_path: Path) -> None:
-        outbox = RecordingOutbox.open(tmp_path / "s.db")
-        try:
-            outbox.record([sample_event(i, app_key="a" if i % 2 else "b") for i in range(50)])
-            first = outbox.due(10, now=0, app_key="a")
-            assert len(first) == 10 and {e.app_key for e in first} == {"a"}
-            second = outbox.due(10, now=0, app_key="a", exclude=[e.id for e in first])
-            assert len(second) == 10 and not {e.id for e in first} & {e.id for e in second}
-            assert outbox.most_loaded == 10
-        finally:
-            outbox.close()
-
-    def test_delivery_drops_payload_but_not_dedup_key(self, tmp_path: Path) -> None:
-        outbox = Outbox.open(tmp_path / "s.db")
-        try:
-            outbox.record([sample_event(1)])
-            (event,) = outbox.due(10, now=0)
-            outbox.mark_sent([event.id], now=1000.0)
-            assert outbox._conn.execute("SELECT count(*) FROM queue").fetchone()[0] == 0
-            (state, done_at) = outbox._conn.execute("SELECT state, done_at FROM events").fetchone()
-            assert (state, done_at) == ("sent", 1000.0)
-            assert outbox.record([sample_event(1)]) == [], "a delivered event was accepted again"
-        finally:
-            outbox.close()
-
-    def test_uncounted_retry_does_not_start_the_give_up_clock(self, tmp_path: Path) -> None:
-        outbox = Outbox.open(tmp_path / "s.db")
-        try:
-            outbox.record([sample_event(1)])
-            (event,) = outbox.due(10, now=0)
-            outbox.mark_retry([event.id], next_attempt_at=0, error="401", count_attempt=False)
-            (again,) = outbox.due(10, now=0)
-            assert again.attempts == 0 and again.first_failed_at is None
-            outbox.mark_retry([event.id], next_attempt_at=0, error="500", now=5.0)
-            (third,) = outbox.due(10, now=0)
-            assert third.attempts == 1 and third.first_failed_at == 5.0
-        finally:
-            outbox.close()
-
-
 class TestBatching:
     """Batches hold one app key, at most batch_size events and MAX_BATCH_BYTES."""
 
@@ -206,16 +162,14 @@ class TestBatching:
     async def test_by_count(self, make_setup) -> None:
         async with make_setup(batch_size=10, max_in_flight=1) as s:
             s.add(25)
-            async with s.running():
-                await wait_until(all_sent(s, 25), 5, what="delivery")
+            await s.run_until_sent(25)
             assert [p.alert_count for p in s.posts()] == [10, 10, 5]
             assert s.delivered() == 25
 
     async def test_by_bytes(self, make_setup) -> None:
         async with make_setup(batch_size=100, max_in_flight=1) as s:
             s.add(8, blob="x" * 300_000)
-            async with s.running():
-                await wait_until(all_sent(s, 8), 5, what="delivery")
+            await s.run_until_sent(8)
             posts = s.posts()
             assert all(len(p.body) <= MAX_BATCH_BYTES for p in posts)
             assert [p.alert_count for p in posts] == [3, 3, 2]
@@ -225,8 +179,7 @@ class TestBatching:
             s.outbox.record(
                 [sample_event(i, app_key=f"key-{i % 3}") for i in range(30)]
             )
-            async with s.running():
-                await wait_until(all_sent(s, 30), 5, what="delivery")
+            await s.run_until_sent(30)
             for post in s.posts():
                 body = orjson.loads(post.body)
                 keys = {a["incident_identifier"] for a in body["alerts"]}
@@ -239,8 +192,7 @@ class TestConcurrency:
     async def test_max_in_flight_is_respected_and_events_not_shared(self, make_setup) -> None:
         async with make_setup(batch_size=5, max_in_flight=3, latency=0.05) as s:
             s.add(60)
-            async with s.running():
-                await wait_until(all_sent(s, 60), 5, what="delivery")
+            await s.run_until_sent(60)
             assert s.client.most_in_flight == 3
             assert sum(p.alert_count for p in s.posts()) == 60, "an event went out twice"
             assert s.sim.duplicates == 0
@@ -265,8 +217,7 @@ class TestConcurrency:
         async with make_setup(batch_size=50, max_in_flight=2) as s:
             s.add(2000)
             s.sim.outage(0.6)
-            async with s.running():
-                await wait_until(all_sent(s, 2000), 9, what="delivery")
+            await s.run_until_sent(2000, timeout=9)
             assert s.outbox.most_loaded <= 50
             assert s.delivered() == 2000
 
@@ -290,39 +241,44 @@ class TestConcurrency:
         async with make_setup(give_up_after=0.1, max_in_flight=1) as s:
             s.add(3)
             s.sim.script("401,401,401,500")
-            async with s.running():
-                await wait_until(all_sent(s, 3), 5, what="delivery")
+            await s.run_until_sent(3)
             assert not s.outbox.dead_letters()
             assert s.health.bigpanda_refused is None
 
-    async def test_retry_behind_a_slow_batch_is_not_delayed(self, make_setup) -> None:
+    async def test_retry_behind_a_slow_batch_is_not_delayed(
+        self, make_setup, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """A due retry goes out on time even while another batch is stuck on the wire."""
+        # Only the retry's own timer may end the idle wait, never the idle safety net.
+        monkeypatch.setattr(dispatch, "IDLE_MAX", 60.0)
         async with make_setup(batch_size=2, max_in_flight=2) as s:
             s.add(4)
             s.sim.script("slow:0.8,500")
-            async with s.running():
-                await wait_until(all_sent(s, 4), 5, what="delivery")
-            posts = s.posts()
-            failed = next(p for p in posts if p.status == 500)
-            retry = next(p for p in posts if p.at > failed.at and p.body == failed.body)
-            # Backoff is at most 0.05 s; before the fix the idle loop slept up to 1 s.
-            assert retry.at - failed.at < 0.5
+            await s.run_until_sent(4)
+            failed = next(c for c in s.client.calls if not c.ok)
+            (retry,) = [c for c in s.client.calls if c.ok and c.body == failed.body]
+            # Before the fix the retry waited for the slow batch's end to wake the idle loop.
+            assert retry.on_the_wire == 2, "the retry waited for the slow batch"
 
 
 class TestCircuit:
     """Repeated 5xx / transport failures pause the whole sender, which then probes with one batch
     at a time: an outage costs a few requests, not one per queued batch per backoff."""
 
-    async def test_outage_posts_stay_bounded(self, make_setup) -> None:
+    async def test_outage_is_probed_one_batch_at_a_time(self, make_setup) -> None:
         async with make_setup(batch_size=10, max_in_flight=2) as s:
             s.add(500)  # 50 batches, each of which would retry on its own every <= 0.2 s
-            s.sim.outage(1.5)
-            async with s.running():
-                await wait_until(all_sent(s, 500), 10, what="delivery after the outage")
-            failed = [p for p in s.posts() if p.status == 503]
-            # 1.5 s of outage at pauses of >= 0.1 s (max_backoff 0.2 s, halved): ~15 probes,
-            # plus the batches in flight when it opened. Without the circuit: hundreds.
-            assert len(failed) <= 30, len(failed)
+            s.sim.script(",".join(["503"] * 12))
+            with capture_logs() as logs:
+                await s.run_until_sent(500, timeout=10, what="delivery after the outage")
+            failed = [c for c in s.client.calls if not c.ok]
+            assert len(failed) == 12
+            # The third failure in a row opens the circuit while at most one other batch is on
+            # the wire; every later request goes alone, after a pause.
+            assert all(c.on_the_wire == 1 for c in failed[CIRCUIT_THRESHOLD + 1 :]), failed
+            pauses = [e["pause_seconds"] for e in logs
+                      if e["event"] in ("bigpanda.unavailable", "bigpanda.still_unavailable")]
+            assert len(pauses) >= len(failed) - CIRCUIT_THRESHOLD and min(pauses) > 0
             assert s.delivered() == 500
             assert s.sim.duplicates == 0
             assert s.dispatcher.paused_for(time.time()) == 0.0
@@ -332,8 +288,7 @@ class TestCircuit:
         async with make_setup(batch_size=5, max_in_flight=2) as s:
             s.add(20)
             s.sim.script("500")
-            async with s.running():
-                await wait_until(all_sent(s, 20), 5, what="delivery")
+            await s.run_until_sent(20)
             assert s.dispatcher._failures == 0
             assert [p.status for p in s.posts()].count(500) == 1
 
@@ -345,14 +300,9 @@ class TestShutdown:
         async with make_setup(shutdown_grace=0.2, max_in_flight=1) as s:
             s.add(3)
             s.sim.script("slow:1.2")
-            stopping = asyncio.Event()
-            task = asyncio.create_task(s.dispatcher.run(stopping))
-            await wait_until(lambda: bool(s.posts()), 2, what="a request in flight")
-            started = time.monotonic()
-            stopping.set()
-            s.dispatcher.wake()
-            await asyncio.wait_for(task, 2)
-            assert time.monotonic() - started < 1.0
+            await s.stop_mid_request(timeout=2)
+            # Stopped before BigPanda answered: the batch was cancelled, not waited for.
+            assert [p.status for p in s.posts()] == [0]
             counts = s.outbox.counts()
             assert counts["pending"] == 3 and counts["sent"] == 0
             assert all(e.attempts == 0 for e in s.outbox.due(10, now=time.time()))
@@ -361,12 +311,7 @@ class TestShutdown:
         async with make_setup(shutdown_grace=2.0, max_in_flight=1) as s:
             s.add(3)
             s.sim.script("slow:0.3")
-            stopping = asyncio.Event()
-            task = asyncio.create_task(s.dispatcher.run(stopping))
-            await wait_until(lambda: bool(s.posts()), 2, what="a request in flight")
-            stopping.set()
-            s.dispatcher.wake()
-            await asyncio.wait_for(task, 3)
+            await s.stop_mid_request(timeout=3)
             assert s.outbox.counts()["sent"] == 3
 
     async def test_cancelling_the_loop_cancels_its_batches(self, make_setup) -> None:
@@ -382,13 +327,15 @@ class TestShutdown:
             assert tasks and all(t.done() for t in tasks)
             assert s.outbox.counts()["pending"] == 2
 
-    async def test_wake_ends_idle_immediately(self, make_setup) -> None:
+    async def test_wake_ends_idle_immediately(
+        self, make_setup, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(dispatch, "IDLE_MAX", 60.0)  # only a wake can end this idle wait
         async with make_setup() as s:
             async with s.running():
                 await asyncio.sleep(0.05)  # now idle on an empty outbox
                 s.add(1, start=0, status="warning")
-                took = await wait_until(all_sent(s, 1), 2, what="delivery")
-            assert took < 0.5
+                await wait_until(all_sent(s, 1), 5, what="delivery")
             assert APP_KEY in s.posts()[0].body.decode()
 
 

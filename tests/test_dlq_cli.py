@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
 import pytest
-from harness import Rig, make_rig, sample_event
+from harness import Rig, sample_event
 
 from bridge.cli import main
 from bridge.outbox import Outbox, Rejected
@@ -16,12 +15,6 @@ from bridge.service import Bridge
 
 DAY = 86_400.0
 BODY_400 = '{"status":"failure","error":"alerts[0].host: no primary property"}'
-
-
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    async with make_rig(tmp_path) as rig:
-        yield rig
 
 
 @pytest.fixture

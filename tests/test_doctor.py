@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from harness import BIGPANDA_TOKEN, PANTHER_TOKEN, Rig
 
 from bridge.config import load_config
 from bridge.doctor import Doctor
 from bridge.sim.bigpanda_incidents import DEFAULT_ENVIRONMENT, DEFAULT_USER_API_KEY
-from tests.harness import BIGPANDA_TOKEN, PANTHER_TOKEN, Rig, make_rig
-
-
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    async with make_rig(tmp_path) as r:
-        yield r
 
 
 async def doctor(

@@ -4,28 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.errors import (
-    ApiError,
-    AuthError,
-    BadResponseError,
-    BridgeError,
-    ConfigError,
-    PermanentApiError,
-    RateLimitedError,
-    RequestTimeoutError,
-    RetriableApiError,
-    ServerTimeoutError,
-    StateAccessError,
-    StateBusyError,
-    StateCorruptError,
-    StateError,
-    StateFullError,
-    StateIOError,
-    StateLockedError,
-    TransportError,
-    error_for_status,
-    retry_reason,
-)
+from bridge import errors
 from bridge.failures import Action, action_for
 
 
@@ -35,25 +14,29 @@ class TestStatusClassification:
     @pytest.mark.parametrize(
         ("status", "kind", "retriable", "reason"),
         [
-            (400, PermanentApiError, False, "rejected"),
-            (401, AuthError, False, "auth"),
-            (403, AuthError, False, "auth"),
-            (404, PermanentApiError, False, "rejected"),
-            (408, ServerTimeoutError, True, "timeout"),
-            (413, PermanentApiError, False, "rejected"),
-            (429, RateLimitedError, True, "rate_limited"),
-            (500, RetriableApiError, True, "server_error"),
-            (501, PermanentApiError, False, "rejected"),
-            (503, RetriableApiError, True, "server_error"),
+            (400, errors.PermanentApiError, False, "rejected"),
+            (401, errors.AuthError, False, "auth"),
+            (403, errors.AuthError, False, "auth"),
+            (404, errors.PermanentApiError, False, "rejected"),
+            (408, errors.ServerTimeoutError, True, "timeout"),
+            (413, errors.PermanentApiError, False, "rejected"),
+            (429, errors.RateLimitedError, True, "rate_limited"),
+            (500, errors.RetriableApiError, True, "server_error"),
+            (501, errors.PermanentApiError, False, "rejected"),
+            (503, errors.RetriableApiError, True, "server_error"),
         ],
     )
-    def test_status(self, status: int, kind: type[ApiError], retriable: bool, reason: str) -> None:
-        exc = error_for_status(status, target="panther", body="b", retry_after=2.0, what="GET x")
+    def test_status(
+        self, status: int, kind: type[errors.ApiError], retriable: bool, reason: str
+    ) -> None:
+        exc = errors.error_for_status(
+            status, target="panther", body="b", retry_after=2.0, what="GET x"
+        )
         assert type(exc) is kind
         assert (exc.retriable, exc.reason, exc.retry_after, exc.status) == (
             retriable, reason, 2.0, status
         )
-        assert retry_reason(exc) == reason
+        assert errors.retry_reason(exc) == reason
 
 
 class TestAttributesOnTypes:
@@ -62,26 +45,30 @@ class TestAttributesOnTypes:
     @pytest.mark.parametrize(
         ("exc", "retriable", "reason"),
         [
-            (ConfigError(["x: bad"]), False, "config"),
-            (StateError("s"), False, "state"),
-            (StateLockedError("s"), False, "locked"),
-            (StateAccessError("s"), False, "access"),
-            (StateCorruptError("s"), False, "corrupt"),
-            (StateFullError("s"), True, "disk_full"),
-            (StateBusyError("s"), True, "busy"),
-            (StateIOError("s"), True, "io"),
-            (TransportError("t", target="bigpanda"), True, "transport"),
-            (RequestTimeoutError("t", target="bigpanda"), True, "timeout"),
-            (BadResponseError("t", target="bigpanda", status=200), True, "bad_response"),
+            (errors.ConfigError(["x: bad"]), False, "config"),
+            (errors.StateError("s"), False, "state"),
+            (errors.StateLockedError("s"), False, "locked"),
+            (errors.StateAccessError("s"), False, "access"),
+            (errors.StateCorruptError("s"), False, "corrupt"),
+            (errors.StateFullError("s"), True, "disk_full"),
+            (errors.StateBusyError("s"), True, "busy"),
+            (errors.StateIOError("s"), True, "io"),
+            (errors.TransportError("t", target="bigpanda"), True, "transport"),
+            (errors.RequestTimeoutError("t", target="bigpanda"), True, "timeout"),
+            (errors.BadResponseError("t", target="bigpanda", status=200), True, "bad_response"),
         ],
     )
-    def test_attributes(self, exc: BridgeError, retriable: bool, reason: str) -> None:
+    def test_attributes(self, exc: errors.BridgeError, retriable: bool, reason: str) -> None:
         assert (exc.retriable, exc.reason) == (retriable, reason)
         assert exc.retry_after is None
-        assert retry_reason(exc) == reason
+        assert errors.retry_reason(exc) == reason
 
     def test_a_bug_is_internal(self) -> None:
-        assert retry_reason(KeyError("x")) == "internal"
+        assert errors.retry_reason(KeyError("x")) == "internal"
+
+
+def status_error(status: int) -> errors.ApiError:
+    return errors.error_for_status(status, target="t", body="", retry_after=None, what="w")
 
 
 class TestActions:
@@ -90,22 +77,16 @@ class TestActions:
     @pytest.mark.parametrize(
         ("exc", "action"),
         [
-            (error_for_status(401, target="t", body="", retry_after=None, what="w"),
-             Action.REFUSED),
-            (error_for_status(429, target="t", body="", retry_after=None, what="w"),
-             Action.PAUSE),
-            (error_for_status(503, target="t", body="", retry_after=None, what="w"),
-             Action.RETRY),
-            (error_for_status(408, target="t", body="", retry_after=None, what="w"),
-             Action.RETRY),
-            (error_for_status(400, target="t", body="", retry_after=None, what="w"),
-             Action.REJECTED),
-            (error_for_status(404, target="t", body="", retry_after=None, what="w"),
-             Action.REJECTED),
-            (BadResponseError("html", target="bigpanda", status=200), Action.RETRY),
-            (TransportError("reset", target="panther"), Action.RETRY),
-            (StateFullError("full"), Action.RETRY),
-            (StateCorruptError("damaged"), Action.HALT),
+            (status_error(401), Action.REFUSED),
+            (status_error(429), Action.PAUSE),
+            (status_error(503), Action.RETRY),
+            (status_error(408), Action.RETRY),
+            (status_error(400), Action.REJECTED),
+            (status_error(404), Action.REJECTED),
+            (errors.BadResponseError("html", target="bigpanda", status=200), Action.RETRY),
+            (errors.TransportError("reset", target="panther"), Action.RETRY),
+            (errors.StateFullError("full"), Action.RETRY),
+            (errors.StateCorruptError("damaged"), Action.HALT),
             (ValueError("a bug"), Action.HALT),
         ],
     )

@@ -4,27 +4,15 @@ answer retried at the slow cadence only, never like a 503."""
 from __future__ import annotations
 
 import random
-import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import structlog
-from aioresponses_compat import MockHttp
-from harness import metric
 
-from bridge.config import Settings
 from bridge.errors import error_for_status
 from bridge.failures import Action, FailureBurst
 from bridge.health import Health
 from bridge.metrics import Metrics
 from bridge.retry import RetryPolicy
-from bridge.service import Bridge
-
-API = "https://api.acme.runpanther.net"
-ALERTS = re.compile(r"^https://api\.acme\.runpanther\.net/alerts(\?.*)?$")
-ALERT = {"id": "a" * 32, "type": "RULE", "status": "OPEN", "severity": "HIGH",
-         "createdAt": "2026-01-01T00:00:00Z", "detection": {"id": "Rule.X", "type": "RULE"}}
 
 
 def failure(status: int, retry_after: float | None = None):  # -> ApiError
@@ -105,44 +93,3 @@ class TestFailureBurst:
         sync.failed(failure(404))
         poll.succeeded()
         assert list(health.panther_rejected) == ["status_sync"]
-
-
-@pytest.fixture
-def mock() -> Iterator[MockHttp]:
-    with MockHttp() as m:
-        yield m
-
-
-def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        panther={"api_url": API, "api_token": "ptok-0123456789", "poll_interval": 1,
-                 "initial_lookback": "100d", "overlap": 0, "timeout": 0.5},
-        bigpanda={"api_url": "https://bp.example", "api_token": "btok-0123456789",
-                  "app_key": "app"},
-        state={"path": str(tmp_path / "state.db")},
-        retry={"initial_backoff": 1, "max_backoff": 60, "max_retry_after": 30},
-        catalog={"enabled": False},
-    )
-
-
-class TestPantherListingRejected:
-    """A 400 or 404 on the alert listing: reported, /readyz says so, next try at max_backoff."""
-
-    @pytest.mark.parametrize("status", [400, 404])
-    async def test_listing(self, tmp_path: Path, mock: MockHttp, status: int) -> None:
-        async with Bridge(settings(tmp_path)) as bridge:
-            for _ in range(3):
-                mock.get(ALERTS, status=status, payload={"message": "bad request"})
-                assert await bridge.poll_cycle() is None
-            assert metric(bridge, "bridge_retries_total", target="panther",
-                          reason="rejected") == 3
-            assert bridge.poll_delay() == 60
-            ready, details = bridge.health.readiness()
-            assert not ready
-            (reason,) = [r for r in details["reasons"] if "rejects" in r]  # type: ignore[union-attr]
-            assert f"HTTP {status}" in reason and "slow cadence" in reason
-            mock.get(ALERTS, payload={"results": [ALERT], "next": None})
-            result = await bridge.poll_cycle()
-            assert result is not None and result.new_events == 1
-            assert bridge.poll_delay() == 1
-            assert bridge.health.panther_rejected == {}

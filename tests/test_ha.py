@@ -18,6 +18,7 @@ import socket
 import sys
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -132,6 +133,25 @@ def dump_logs(replicas: list[Replica]) -> None:
         print(f"--- {log.name}\n" + log.read_text()[-4000:])
 
 
+@contextlib.asynccontextmanager
+async def supervised(group: list[Replica], *leases: Lease) -> AsyncIterator[None]:
+    """Whatever happens, the replicas are stopped and the leases closed; on a failure their logs
+    are printed first."""
+    try:
+        yield
+    except BaseException:
+        dump_logs(group)
+        raise
+    finally:
+        await stop_all(group)
+        for lease in leases:
+            lease.close()
+
+
+async def wait_settled(url: str, namespace: str) -> None:
+    await wait_until(lambda: settled(url, namespace), 60, what="outbox settled", every=0.2)
+
+
 # -- SIGKILL failovers --------------------------------------------------------------------------
 
 
@@ -154,7 +174,7 @@ async def test_sigkill_the_leader_five_times_loses_and_doubles_nothing(
         takeovers: list[float] = []
         changed: set[str] = set()
         late: set[str] = set()
-        try:
+        async with supervised(group, lease):
             for n in range(kills):
                 await wait_until(lambda: leader_pid(lease)[0] is not None, 60, what="a leader",
                                  every=0.05)
@@ -191,14 +211,7 @@ async def test_sigkill_the_leader_five_times_loses_and_doubles_nothing(
                 and {k for k, s in pairs(rig) if s == "ok"} >= resolved,
                 180, what="every alert and status change delivered", every=0.2,
             )
-            await wait_until(lambda: settled(postgres_url, pg_namespace), 60,
-                             what="outbox settled", every=0.2)
-        except BaseException:
-            dump_logs(group)
-            raise
-        finally:
-            await stop_all(group)
-            lease.close()
+            await wait_settled(postgres_url, pg_namespace)
 
         stored = pairs(rig)
         assert {k for k, _ in stored} == everything, "an alert was lost or invented"
@@ -344,7 +357,7 @@ async def test_a_partitioned_leader_stops_and_stays_fenced_when_it_returns(
             lease = observer(postgres_url, pg_namespace)
             a = await Replica(config_a, tmp_path / "a.log").start()
             group = [a]
-            try:
+            async with supervised(group, lease):
                 await wait_until(lambda: leader_pid(lease)[0] == a.pid, 60, what="A leads",
                                  every=0.05)
                 b = await Replica(config_b, tmp_path / "b.log").start()
@@ -358,7 +371,7 @@ async def test_a_partitioned_leader_stops_and_stays_fenced_when_it_returns(
                     body = await readiness(port_b)
                     return body.get("role") == "standby"
 
-                await _async_wait(b_standby, 60, "B ready as a standby")
+                await wait_until(b_standby, 60, what="B ready as a standby", every=0.1)
                 assert body["http_status"] == 200 and body["ready"] is True
                 _, term_a = leader_pid(lease)
                 assert leader_pid(lease)[0] == a.pid
@@ -378,22 +391,15 @@ async def test_a_partitioned_leader_stops_and_stays_fenced_when_it_returns(
                     state = await readiness(port_a)
                     return state.get("role") == "standby" and state.get("ready") is True
 
-                await _async_wait(a_standby, 60, "A back as a healthy standby")
+                await wait_until(a_standby, 60, what="A back as a healthy standby", every=0.1)
                 polled_by_a = pan.bytes_up
                 # More alerts: B delivers them; A, fenced and standing by, touches nothing.
                 more = [x["id"] for x in rig.panther.generate(50, spacing=0.1)]
                 everything = {f"panther-{i}" for i in [*ids, *more]}
                 await wait_until(lambda: {k for k, _ in pairs(rig)} >= everything, 120,
                                  what="everything delivered by B", every=0.2)
-                await wait_until(lambda: settled(postgres_url, pg_namespace), 60,
-                                 what="outbox settled", every=0.2)
+                await wait_settled(postgres_url, pg_namespace)
                 assert leader_pid(lease) == (b.pid, term_b)
-            except BaseException:
-                dump_logs(group)
-                raise
-            finally:
-                await stop_all(group)
-                lease.close()
 
         assert len(rig.bigpanda.accepted) > stored_at_takeover
         assert bp.bytes_up == sent_by_a, "the old leader sent to BigPanda after losing its lease"
@@ -403,14 +409,6 @@ async def test_a_partitioned_leader_stops_and_stays_fenced_when_it_returns(
         assert not {p: c for p, c in stored.items() if c > 1}
         log_a = (tmp_path / "a.log").read_text()
         assert '"leader.lost"' in log_a and f'"term": {term_a}' in log_a
-
-
-async def _async_wait(check, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 # -- tenants ------------------------------------------------------------------------------------
@@ -435,7 +433,7 @@ async def test_two_tenants_with_two_replicas_each_share_one_database(
         group = [await Replica(c, c.parent / f"r{i}.log").start()
                  for c in configs for i in range(2)]
         leases = [observer(postgres_url, ns) for ns in namespaces]
-        try:
+        async with supervised(group, *leases):
             for lease in leases:
                 await wait_until(lambda lease=lease: leader_pid(lease)[0] is not None, 60,
                                  what="a leader per tenant", every=0.05)
@@ -443,16 +441,8 @@ async def test_two_tenants_with_two_replicas_each_share_one_database(
                              and {k for k, _ in pairs(two)} >= ids_two, 120,
                              what="both tenants delivered", every=0.2)
             for ns in namespaces:
-                await wait_until(lambda ns=ns: settled(postgres_url, ns), 60, what="settled",
-                                 every=0.2)
+                await wait_settled(postgres_url, ns)
             leaders = [leader_pid(lease)[0] for lease in leases]
-        except BaseException:
-            dump_logs(group)
-            raise
-        finally:
-            await stop_all(group)
-            for lease in leases:
-                lease.close()
 
         assert leaders[0] in {r.pid for r in group[:2]}
         assert leaders[1] in {r.pid for r in group[2:]}

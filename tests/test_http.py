@@ -10,14 +10,7 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 
-from bridge.errors import (
-    AuthError,
-    BadResponseError,
-    PermanentApiError,
-    RateLimitedError,
-    RetriableApiError,
-    TransportError,
-)
+from bridge import errors
 from bridge.http import MAX_ERROR_BODY, HttpTarget, parse_retry_after
 from bridge.metrics import Metrics
 
@@ -147,7 +140,7 @@ class TestRequest:
     ) -> None:
         """A failed status is counted under its code."""
         mock.get(f"{BASE}/alerts", status=500)
-        with pytest.raises(RetriableApiError):
+        with pytest.raises(errors.RetriableApiError):
             await panther.request("GET", "/alerts", endpoint="/alerts")
         assert count(metrics, "panther", "/alerts", "500") == 1
 
@@ -156,7 +149,7 @@ class TestRequest:
     ) -> None:
         """No response at all is code 0."""
         mock.get(f"{BASE}/alerts", exception=TimeoutError())
-        with pytest.raises(TransportError):
+        with pytest.raises(errors.TransportError):
             await panther.request("GET", "/alerts", endpoint="/alerts")
         assert count(metrics, "panther", "/alerts", "0") == 1
 
@@ -187,7 +180,7 @@ class TestTransportErrors:
     ) -> None:
         """Each failure is a TransportError `panther GET /alerts failed: <Class>: ...`."""
         mock.get(f"{BASE}/alerts", exception=exc)
-        with pytest.raises(TransportError) as info:
+        with pytest.raises(errors.TransportError) as info:
             await panther.request("GET", "/alerts", endpoint="/alerts")
         assert info.value.retriable
         assert info.value.status == 0
@@ -200,7 +193,9 @@ class TestTransportErrors:
     ) -> None:
         """An empty TimeoutError still says what happened."""
         mock.get(f"{BASE}/alerts", exception=TimeoutError())
-        with pytest.raises(TransportError, match=r"TimeoutError: no complete response within 5 s"):
+        with pytest.raises(
+            errors.TransportError, match=r"TimeoutError: no complete response within 5 s"
+        ):
             await panther.request("GET", "/alerts", endpoint="/alerts")
 
     async def test_token_in_exception_text_redacted(
@@ -208,7 +203,7 @@ class TestTransportErrors:
     ) -> None:
         """Even an exception that quotes the header does not leak the token."""
         mock.get(f"{BASE}/alerts", exception=aiohttp.ClientError(f"bad header X-API-Key: {TOKEN}"))
-        with pytest.raises(TransportError) as info:
+        with pytest.raises(errors.TransportError) as info:
             await panther.request("GET", "/alerts", endpoint="/alerts")
         assert TOKEN not in str(info.value)
         assert "***" in str(info.value)
@@ -220,7 +215,7 @@ class TestStatusErrors:
     async def test_429_retry_after_seconds(self, mock: aioresponses, panther: HttpTarget) -> None:
         """429 is RateLimitedError carrying the server's delay."""
         mock.get(f"{BASE}/alerts", status=429, headers={"Retry-After": "30"})
-        with pytest.raises(RateLimitedError) as info:
+        with pytest.raises(errors.RateLimitedError) as info:
             await panther.request("GET", "/alerts", endpoint="/alerts")
         assert info.value.retriable and info.value.retry_after == 30.0
 
@@ -230,16 +225,16 @@ class TestStatusErrors:
         """5xx is retriable except 501."""
         mock.get(f"{BASE}/alerts", status=500)
         mock.get(f"{BASE}/alerts", status=501)
-        with pytest.raises(RetriableApiError):
+        with pytest.raises(errors.RetriableApiError):
             await panther.request("GET", "/alerts", endpoint="/alerts")
-        with pytest.raises(PermanentApiError) as info:
+        with pytest.raises(errors.PermanentApiError) as info:
             await panther.request("GET", "/alerts", endpoint="/alerts")
         assert not info.value.retriable and info.value.status == 501
 
     async def test_body_kept_shortened(self, mock: aioresponses, panther: HttpTarget) -> None:
         """The body is kept on the error, cut to about 1000 characters."""
         mock.get(f"{BASE}/alerts", status=400, body="x" * 5000)
-        with pytest.raises(PermanentApiError) as info:
+        with pytest.raises(errors.PermanentApiError) as info:
             await panther.request("GET", "/alerts", endpoint="/alerts")
         assert len(info.value.body) == MAX_ERROR_BODY
 
@@ -248,7 +243,7 @@ class TestStatusErrors:
     ) -> None:
         """A server that echoes our token does not get it into logs."""
         mock.get(f"{BASE}/alerts", status=400, body=f'{{"message": "bad key {TOKEN}"}}')
-        with pytest.raises(PermanentApiError) as info:
+        with pytest.raises(errors.PermanentApiError) as info:
             await panther.request("GET", "/alerts", endpoint="/alerts")
         assert TOKEN not in str(info.value) and TOKEN not in info.value.body
 
@@ -258,7 +253,7 @@ class TestStatusErrors:
     ) -> None:
         """401/403 name the setting and the permission the token needs."""
         mock.get(f"{BASE}/alerts", status=status, body=b'{"message": "Forbidden"}')
-        with pytest.raises(AuthError) as info:
+        with pytest.raises(errors.AuthError) as info:
             await panther.request("GET", "/alerts", endpoint="/alerts")
         message = str(info.value)
         assert f"HTTP {status}" in message
@@ -274,7 +269,7 @@ class TestStatusErrors:
             timeout=5,
         )
         mock.post(f"{BASE}/data/v2/alerts", status=401)
-        with pytest.raises(AuthError) as info:
+        with pytest.raises(errors.AuthError) as info:
             await target.request("POST", "/data/v2/alerts", endpoint="/data/v2/alerts")
         assert "check bigpanda.api_token (an org Bearer token) and bigpanda.app_key" in str(
             info.value
@@ -291,7 +286,7 @@ class TestDecodeJson:
             f"{BASE}/alerts", status=200, body="<html>" + "x" * 1000, content_type="text/html"
         )
         resp = await panther.request("GET", "/alerts", endpoint="/alerts")
-        with pytest.raises(BadResponseError) as info:
+        with pytest.raises(errors.BadResponseError) as info:
             panther.decode_json(resp, "GET /alerts")
         message = str(info.value)
         assert message.startswith(
@@ -303,5 +298,5 @@ class TestDecodeJson:
         """An object was promised: a list is refused."""
         mock.get(f"{BASE}/alerts", status=200, body=b"[1, 2]")
         resp = await panther.request("GET", "/alerts", endpoint="/alerts")
-        with pytest.raises(BadResponseError, match="not an object"):
+        with pytest.raises(errors.BadResponseError, match="not an object"):
             panther.decode_json_object(resp, "GET /alerts")

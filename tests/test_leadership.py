@@ -61,13 +61,26 @@ async def pair(postgres_url: str, pg_namespace: str):
             await r.stop()
 
 
-async def test_one_leads_the_other_stands_by_ready(pair) -> None:
+def renewals(replica: Replica) -> float:
+    value = replica.metrics.registry.get_sample_value("bridge_lease_renew_seconds_count")
+    return value or 0.0
+
+
+async def leader_and_standby(pair: tuple[Replica, Replica]) -> tuple[Replica, Replica]:
+    """Start a, then b once a leads; return them when b stands by."""
     a, b = pair
     a.start()
     await wait_until(lambda: a.working, 10, what="a leads")
     b.start()
     await wait_until(lambda: b.health.role == "standby", 10, what="b stands by")
-    await asyncio.sleep(TTL)  # several renewals later, still the same leader
+    return a, b
+
+
+async def test_one_leads_the_other_stands_by_ready(pair) -> None:
+    a, b = await leader_and_standby(pair)
+    renewed = renewals(a)
+    # Several renewals later, still the same leader.
+    await wait_until(lambda: renewals(a) >= renewed + 3, 10, what="three renewals by a")
     assert a.working and not b.working and b.terms == []
     assert a.metrics.leader._value.get() == 1 and b.metrics.leader._value.get() == 0
     ready, details = b.health.readiness()
@@ -77,11 +90,7 @@ async def test_one_leads_the_other_stands_by_ready(pair) -> None:
 
 
 async def test_graceful_stop_hands_over_at_a_higher_term(pair) -> None:
-    a, b = pair
-    a.start()
-    await wait_until(lambda: a.working, 10, what="a leads")
-    b.start()
-    await wait_until(lambda: b.health.role == "standby", 10, what="b stands by")
+    a, b = await leader_and_standby(pair)
     await a.stop()
     assert a.lease.info().holder is None  # released, not left to expire
     await wait_until(lambda: b.working, 10, what="b takes over")

@@ -13,39 +13,45 @@ import json
 import os
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
+from harness import BIGPANDA_TOKEN, PANTHER_TOKEN, Rig, wait_until
 
+from bridge.config import Settings
 from bridge.outbox import Outbox
+from bridge.service import Bridge
 from bridge.sim import serve_app
-from bridge.sim.bigpanda import ALERTS_PATH, BigPandaSimulator
+from bridge.sim.bigpanda import BigPandaSimulator, RequestRecord
 from bridge.sim.panther import PantherSimulator
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
-PANTHER_TOKEN = "lifecycle-panther-token"
-BIGPANDA_TOKEN = "lifecycle-bigpanda-token"
-APP_KEY = "lifecycle-app-key"
 ALERTS = 10
 STATE_FILES = {"bridge.db", "bridge.db-wal", "bridge.db-shm", "bridge.db.lock"}
 
 
 @dataclass
-class Rig:
-    tmp: Path
-    panther: PantherSimulator
-    bigpanda: BigPandaSimulator
+class ServiceRig:
+    """The simulators (`rig`) and a config for `python -m bridge`, run from an empty directory."""
+
+    rig: Rig
     config: Path
     workdir: Path
     state_dir: Path
 
-    def posts(self) -> list:
-        return [r for r in self.bigpanda.requests if r.method == "POST" and r.path == ALERTS_PATH]
+    @property
+    def panther(self) -> PantherSimulator:
+        return self.rig.panther
+
+    @property
+    def bigpanda(self) -> BigPandaSimulator:
+        return self.rig.bigpanda
+
+    def posts(self) -> list[RequestRecord]:
+        return self.rig.posts()
 
     def delivered(self) -> set[str]:
         return {a.alert["panther_alert_id"] for a in self.bigpanda.accepted}
@@ -84,48 +90,26 @@ class Rig:
         assert {p.name for p in self.state_dir.iterdir()} <= STATE_FILES
 
 
+def service_config(rig: Rig, state_dir: Path, *, shutdown_grace: float = 8) -> Path:
+    """Tokens from the environment (as in the container); one batch of 100 with a long timeout,
+    so a scripted slow answer is still in flight when the test signals."""
+    return rig.write_config(
+        panther={"api_token": "${LIFECYCLE_PANTHER_TOKEN}", "poll_interval": 0.5},
+        bigpanda={"api_token": "${LIFECYCLE_BIGPANDA_TOKEN}", "batch_size": 100, "timeout": 20},
+        state={"path": str(state_dir / "bridge.db")},
+        server={"shutdown_grace": shutdown_grace},
+        logging={"level": "info", "format": "json"},
+    )
+
+
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    panther = PantherSimulator(token=PANTHER_TOKEN)
-    bigpanda = BigPandaSimulator(token=BIGPANDA_TOKEN, app_keys=[APP_KEY])
-    panther.generate(ALERTS, spacing=0.5)
-    workdir = tmp_path / "cwd"
-    state_dir = tmp_path / "state"
+def service(rig: Rig) -> ServiceRig:
+    rig.panther.generate(ALERTS, spacing=0.5)
+    workdir = rig.tmp / "cwd"
+    state_dir = rig.tmp / "state"
     workdir.mkdir()
     state_dir.mkdir()
-    async with serve_app(panther.app) as panther_url, serve_app(bigpanda.app) as bigpanda_url:
-        config = tmp_path / "bridge.yaml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "panther": {
-                        "api_url": panther_url,
-                        "api_token": "${LIFECYCLE_PANTHER_TOKEN}",
-                        "poll_interval": 0.5,
-                        "overlap": 0,
-                    },
-                    "bigpanda": {
-                        "api_url": bigpanda_url,
-                        "api_token": "${LIFECYCLE_BIGPANDA_TOKEN}",
-                        "app_key": APP_KEY,
-                        "batch_size": 100,
-                        "timeout": 20,
-                    },
-                    "state": {"path": str(state_dir / "bridge.db")},
-                    "server": {"host": "127.0.0.1", "port": 0, "shutdown_grace": 8},
-                    "logging": {"level": "info", "format": "json"},
-                }
-            )
-        )
-        yield Rig(tmp_path, panther, bigpanda, config, workdir, state_dir)
-
-
-async def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
+    return ServiceRig(rig, service_config(rig, state_dir), workdir, state_dir)
 
 
 @contextlib.asynccontextmanager
@@ -137,6 +121,11 @@ async def reaped(proc: asyncio.subprocess.Process) -> AsyncIterator[asyncio.subp
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def in_flight(service: ServiceRig) -> Callable[[], bool]:
+    """True once BigPanda has a batch it has not answered yet."""
+    return lambda: any(r.status == 0 for r in service.posts())
 
 
 def events(stderr: bytes) -> list[dict]:
@@ -151,62 +140,64 @@ def events(stderr: bytes) -> list[dict]:
 class TestSigterm:
     """SIGTERM stops intake, lets the in-flight batch finish, persists state and exits 0."""
 
-    async def test_in_flight_batch_completes_and_restart_sends_nothing(self, rig: Rig) -> None:
-        rig.bigpanda.script("slow:2")  # the first batch takes 2 s: it is in flight when we signal
-        async with reaped(await rig.start("run")) as proc:
-            await wait_for(lambda: any(r.status == 0 for r in rig.posts()), 10, "a batch in flight")
-            assert not rig.bigpanda.accepted
+    async def test_in_flight_batch_completes_and_restart_sends_nothing(
+        self, service: ServiceRig
+    ) -> None:
+        service.bigpanda.script("slow:2")  # the first batch takes 2 s: in flight when we signal
+        async with reaped(await service.start("run")) as proc:
+            await wait_until(in_flight(service), 10, what="a batch in flight")
+            assert not service.bigpanda.accepted
             proc.send_signal(signal.SIGTERM)
             _stdout, stderr = await asyncio.wait_for(proc.communicate(), 12)
 
         log = events(stderr)
         assert proc.returncode == 0, stderr.decode()[-2000:]
-        assert rig.delivered() == set(rig.panther.alerts), "the in-flight batch completed"
+        assert service.delivered() == set(service.panther.alerts), "the in-flight batch completed"
         names = [e.get("event") for e in log]
         assert "bridge.stopping" in names
         stopped = next(e for e in log if e.get("event") == "bridge.stopped")
         assert stopped["pending"] == 0
         assert "bridge.shutdown_grace_expired" not in names
-        assert rig.outbox_counts()["pending"] == 0
-        assert rig.outbox_counts()["jobs"] == 0
-        rig.assert_writes_only_state()
+        assert service.outbox_counts()["pending"] == 0
+        assert service.outbox_counts()["jobs"] == 0
+        service.assert_writes_only_state()
 
-        posts_before = len(rig.posts())
-        async with reaped(await rig.start("once", "--timeout", "5")) as again:
+        posts_before = len(service.posts())
+        async with reaped(await service.start("once", "--timeout", "5")) as again:
             _stdout, stderr = await asyncio.wait_for(again.communicate(), 12)
         assert again.returncode == 0, stderr.decode()[-2000:]
-        assert len(rig.posts()) == posts_before, "nothing is resent after a restart"
-        assert len(rig.bigpanda.accepted) == ALERTS
-        rig.assert_writes_only_state()
+        assert len(service.posts()) == posts_before, "nothing is resent after a restart"
+        assert len(service.bigpanda.accepted) == ALERTS
+        service.assert_writes_only_state()
 
-    async def test_grace_period_bounds_a_stuck_batch(self, rig: Rig, tmp_path: Path) -> None:
+    async def test_grace_period_bounds_a_stuck_batch(self, service: ServiceRig) -> None:
         """A batch slower than shutdown_grace is cancelled; its events stay pending, not lost."""
-        doc = yaml.safe_load(rig.config.read_text())
-        doc["server"]["shutdown_grace"] = 1
-        rig.config.write_text(yaml.safe_dump(doc))
-        rig.bigpanda.script("slow:4")
-        async with reaped(await rig.start("run")) as proc:
-            await wait_for(lambda: any(r.status == 0 for r in rig.posts()), 10, "a batch in flight")
+        service.config = service_config(service.rig, service.state_dir, shutdown_grace=1)
+        service.bigpanda.script("slow:4")
+        async with reaped(await service.start("run")) as proc:
+            await wait_until(in_flight(service), 10, what="a batch in flight")
             proc.send_signal(signal.SIGTERM)
             _stdout, stderr = await asyncio.wait_for(proc.communicate(), 10)
         assert proc.returncode == 0, stderr.decode()[-2000:]
         assert "bridge.shutdown_grace_expired" in [e.get("event") for e in events(stderr)]
-        assert rig.outbox_counts()["pending"] == ALERTS
+        assert service.outbox_counts()["pending"] == ALERTS
 
-        async with reaped(await rig.start("once", "--timeout", "5")) as again:
+        async with reaped(await service.start("once", "--timeout", "5")) as again:
             _stdout, stderr = await asyncio.wait_for(again.communicate(), 12)
         assert again.returncode == 0, stderr.decode()[-2000:]
-        assert rig.delivered() == set(rig.panther.alerts)
+        assert service.delivered() == set(service.panther.alerts)
 
 
 class TestSecondSignal:
     """A second SIGTERM/SIGINT exits at once; the state stays consistent for the next start."""
 
     @pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT])
-    async def test_second_signal_exits_immediately(self, rig: Rig, second: signal.Signals) -> None:
-        rig.bigpanda.script("slow:4")
-        async with reaped(await rig.start("run")) as proc:
-            await wait_for(lambda: any(r.status == 0 for r in rig.posts()), 10, "a batch in flight")
+    async def test_second_signal_exits_immediately(
+        self, service: ServiceRig, second: signal.Signals
+    ) -> None:
+        service.bigpanda.script("slow:4")
+        async with reaped(await service.start("run")) as proc:
+            await wait_until(in_flight(service), 10, what="a batch in flight")
             proc.send_signal(signal.SIGTERM)
             await asyncio.sleep(0.3)
             assert proc.returncode is None, "the first signal waits for the in-flight batch"
@@ -214,12 +205,12 @@ class TestSecondSignal:
             _stdout, stderr = await asyncio.wait_for(proc.communicate(), 5)
         assert proc.returncode != 0
         assert "bridge.forced_exit" in [e.get("event") for e in events(stderr)]
-        assert rig.outbox_counts()["pending"] == ALERTS  # nothing lost, nothing half-written
+        assert service.outbox_counts()["pending"] == ALERTS  # nothing lost, nothing half-written
 
-        async with reaped(await rig.start("once", "--timeout", "5")) as again:
+        async with reaped(await service.start("once", "--timeout", "5")) as again:
             _stdout, stderr = await asyncio.wait_for(again.communicate(), 12)
         assert again.returncode == 0, stderr.decode()[-2000:]
-        assert rig.delivered() == set(rig.panther.alerts)
+        assert service.delivered() == set(service.panther.alerts)
 
 
 @pytest.fixture
@@ -246,83 +237,55 @@ class TestTls:
     """Certificates are verified; `panther.ca_bundle` makes a private CA trusted."""
 
     @pytest.mark.parametrize("trusted", [False, True])
-    async def test_private_ca(self, tmp_path: Path, private_ca, trusted: bool) -> None:
+    async def test_private_ca(self, rig: Rig, private_ca, trusted: bool) -> None:
         import ssl
 
         from aiohttp import web
 
-        from bridge.config import load_config
-        from bridge.service import Bridge
-
         cert, key = private_ca
         server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         server_ctx.load_cert_chain(cert, key)
-        panther = PantherSimulator(token=PANTHER_TOKEN)
+        panther = PantherSimulator(token=PANTHER_TOKEN)  # the rig's own one speaks plain HTTP
         panther.generate(3, spacing=0.5)
-        bigpanda = BigPandaSimulator(token=BIGPANDA_TOKEN, app_keys=[APP_KEY])
         runner = web.AppRunner(panther.app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]
         try:
-            async with serve_app(bigpanda.app) as bigpanda_url:
-                doc = {
-                    "panther": {
-                        "api_url": f"https://127.0.0.1:{port}",
-                        "api_token": PANTHER_TOKEN,
-                        "ca_bundle": str(cert) if trusted else None,
-                    },
-                    "bigpanda": {
-                        "api_url": bigpanda_url,
-                        "api_token": BIGPANDA_TOKEN,
-                        "app_key": APP_KEY,
-                    },
-                    "state": {"path": str(tmp_path / "bridge.db")},
-                    "logging": {"level": "error"},
-                }
-                path = tmp_path / "bridge.yaml"
-                path.write_text(yaml.safe_dump(doc))
-                settings = load_config(path, environ={})
-                async with Bridge(settings) as bridge:
-                    ok = await bridge.once(timeout=5)
-                    error = bridge.health.last_poll_error or ""
+            settings = rig.settings(
+                panther={
+                    "api_url": f"https://127.0.0.1:{port}",
+                    "ca_bundle": str(cert) if trusted else None,
+                },
+                logging={"level": "error"},
+            )
+            ok, error = await once(settings)
         finally:
             await runner.cleanup()
         if trusted:
             assert ok, error
-            assert len(bigpanda.accepted) == 3
+            assert len(rig.bigpanda.accepted) == 3
         else:
             assert not ok
             assert "certificate" in error.lower() or "ssl" in error.lower(), error
-            assert not bigpanda.accepted
+            assert not rig.bigpanda.accepted
 
 
 class TestProxy:
     """HTTP(S)_PROXY / NO_PROXY are honoured, resolved once per target at startup."""
 
-    async def test_proxy_and_no_proxy(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    async def test_proxy_and_no_proxy(self, rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
         import aiohttp
         from aiohttp import web
 
-        from bridge.config import load_config
-        from bridge.service import Bridge
-
-        panther = PantherSimulator(token=PANTHER_TOKEN)
-        panther.generate(3, spacing=0.5)
-        bigpanda = BigPandaSimulator(token=BIGPANDA_TOKEN, app_keys=[APP_KEY])
+        rig.panther.generate(3, spacing=0.5)
         proxied: list[str] = []
-        async with (
-            serve_app(panther.app) as panther_url,
-            serve_app(bigpanda.app) as bigpanda_url,
-            aiohttp.ClientSession() as upstream,
-        ):
+        async with aiohttp.ClientSession() as upstream:
             # A forward proxy that knows `panther.proxied.test`, a name only it can resolve.
             async def forward(request: web.Request) -> web.Response:
                 proxied.append(str(request.url))
-                target = panther_url + request.raw_path.split("panther.proxied.test", 1)[1]
+                target = rig.panther_url + request.raw_path.split("panther.proxied.test", 1)[1]
                 headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
                 async with upstream.request(
                     request.method, target, headers=headers, data=await request.read()
@@ -339,21 +302,18 @@ class TestProxy:
                 monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # BigPanda: direct
                 for name in ("http_proxy", "no_proxy", "HTTPS_PROXY", "https_proxy"):
                     monkeypatch.delenv(name, raising=False)
-                doc = {
-                    "panther": {"api_url": "http://panther.proxied.test",
-                                "api_token": PANTHER_TOKEN},
-                    "bigpanda": {"api_url": bigpanda_url, "api_token": BIGPANDA_TOKEN,
-                                 "app_key": APP_KEY},
-                    "state": {"path": str(tmp_path / "bridge.db")},
-                    "catalog": {"enabled": False},
-                    "logging": {"level": "error"},
-                }
-                path = tmp_path / "bridge.yaml"
-                path.write_text(yaml.safe_dump(doc))
-                settings = load_config(path, environ={})
-                async with Bridge(settings) as bridge:
-                    ok = await bridge.once(timeout=5)
-                    error = bridge.health.last_poll_error
+                ok, error = await once(rig.settings(
+                    panther={"api_url": "http://panther.proxied.test"},
+                    catalog={"enabled": False},
+                    logging={"level": "error"},
+                ))
         assert ok, error
-        assert len(bigpanda.accepted) == 3
+        assert len(rig.bigpanda.accepted) == 3
         assert proxied and all("panther.proxied.test" in url for url in proxied)
+
+
+async def once(settings: Settings) -> tuple[bool, str]:
+    """`bridge once` in-process: whether it worked, and the last poll error if it did not."""
+    async with Bridge(settings) as bridge:
+        ok = await bridge.once(timeout=5)
+        return ok, bridge.health.last_poll_error or ""

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 import structlog
 import yaml
 from aiohttp import web
+from harness import wait_until
 from structlog.testing import capture_logs
 
 from bridge import logs
@@ -84,6 +84,10 @@ def config_doc(panther_url: str, bigpanda_url: str, state: Path) -> dict[str, An
     }
 
 
+# What a run against refusing and failing servers must have logged before it is judged.
+EXPECTED_EVENTS = {"poll.unauthorized", "poll.completed", "bigpanda.credentials_refused"}
+
+
 def assert_no_secret(text: str) -> None:
     for secret in SECRETS:
         assert secret not in text, f"a token leaked into the logs: ...{secret[-8:]}"
@@ -120,16 +124,14 @@ class TestNoSecretsInLogs:
         with capture_logs() as captured:
             async with Bridge(settings) as bridge:
                 service = asyncio.create_task(bridge.run(stopping))
-                deadline = time.monotonic() + 8
-                while time.monotonic() < deadline:
-                    if bridge.health.bigpanda_refused:
-                        break
-                    await asyncio.sleep(0.05)
-                await asyncio.sleep(0.3)
+                await wait_until(
+                    lambda: EXPECTED_EVENTS <= {e["event"] for e in captured}, 8,
+                    what=f"the events {sorted(EXPECTED_EVENTS)}",
+                )
                 stopping.set()
                 await asyncio.wait_for(service, 10)
         names = {e["event"] for e in captured}
-        assert {"poll.unauthorized", "poll.completed", "bigpanda.credentials_refused"} <= names
+        assert EXPECTED_EVENTS <= names
         assert bridge.health.bigpanda_refused, "the run never reached BigPanda's 401"
         dumped = json.dumps(captured, default=str)
         assert "request refused for Authorization" in dumped, "the echoing bodies were logged"
@@ -163,14 +165,20 @@ class TestNoSecretsInLogs:
             stderr=asyncio.subprocess.PIPE,
         )
         try:
-            deadline = time.monotonic() + 12
-            while time.monotonic() < deadline:  # until BigPanda refused us twice (401, 403)
-                if sum(code in (401, 403) for code in answered) >= 2:
-                    break
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.2)
+            # Read stderr until BigPanda refused us twice (401, 403) and the bridge said so.
+            assert proc.stderr is not None
+            head: list[bytes] = []
+
+            async def logged_refusals() -> bool:
+                head.append(await asyncio.wait_for(proc.stderr.readline(), 12))
+                return sum(code in (401, 403) for code in answered) >= 2 and EXPECTED_EVENTS <= {
+                    json.loads(line)["event"] for line in head if line.strip()
+                }
+
+            await wait_until(logged_refusals, 12, what="the refusals logged", every=0)
             proc.send_signal(signal.SIGTERM)
-            stdout, stderr = await asyncio.wait_for(proc.communicate(), 10)
+            stdout, rest = await asyncio.wait_for(proc.communicate(), 10)
+            stderr = b"".join(head) + rest
         finally:
             if proc.returncode is None:
                 proc.kill()
@@ -179,7 +187,7 @@ class TestNoSecretsInLogs:
         lines = [line for line in text.splitlines() if line.strip()]
         events = [json.loads(line) for line in lines]  # every line is JSON: not a terminal
         names = {e["event"] for e in events}
-        assert {"poll.unauthorized", "poll.completed", "bigpanda.credentials_refused"} <= names
+        assert EXPECTED_EVENTS <= names
         assert all({"event", "level", "timestamp"} <= e.keys() for e in events)
         assert_no_secret(text + stdout.decode())
 

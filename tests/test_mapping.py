@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import yaml
+from harness import ConfigFiles
 
 from bridge.config import MappingSettings, load_config
-from bridge.errors import ConfigError
 from bridge.mapping import (
     ContextFilter,
     MappingRules,
@@ -218,33 +215,19 @@ class TestRulesFromConfig:
         assert out["severity"] == "sev-1"
 
 
-def config_problems(tmp_path: Path, mapping: dict) -> list[str]:
-    path = tmp_path / "bridge.yaml"
-    data = {
-        "panther": {"api_url": "https://p.example", "api_token": "t"},
-        "bigpanda": {"api_token": "t", "app_key": "k"},
-        "mapping": mapping,
-    }
-    path.write_text(yaml.safe_dump(data, allow_unicode=True))
-    with pytest.raises(ConfigError) as caught:
-        load_config(path, environ={})
-    return caught.value.problems
-
-
 class TestConfigErrors:
     """Invalid templates, maps and tags stop the bridge with one line naming the key."""
 
-    def test_unknown_field_in_a_template(self, tmp_path: Path) -> None:
-        (problem,) = config_problems(tmp_path, {"primary": "{detecton.id}"})
+    def test_unknown_field_in_a_template(self, config_files: ConfigFiles) -> None:
+        (problem,) = config_files.problems(mapping={"primary": "{detecton.id}"})
         assert problem.startswith(
             "mapping.primary: unknown field 'detecton.id' (did you mean detection?); fields: id, "
         )
         assert "(in template '{detecton.id}')" in problem
 
-    def test_every_bad_key_reported_at_once(self, tmp_path: Path) -> None:
-        problems = config_problems(
-            tmp_path,
-            {
+    def test_every_bad_key_reported_at_once(self, config_files: ConfigFiles) -> None:
+        problems = config_files.problems(
+            mapping={
                 "description": ["{title}", "{title"],
                 "status_map": {"RESOLVED": "closed"},
                 "severity_map": {"SEVERE": "critical"},
@@ -261,19 +244,14 @@ class TestConfigErrors:
         assert "mapping.secondary" in text
         assert "mapping.context_include" in text
 
-    def test_open_is_mapped_by_severity_not_status(self, tmp_path: Path) -> None:
-        (problem,) = config_problems(tmp_path, {"status_map": {"OPEN": "critical"}})
+    def test_open_is_mapped_by_severity_not_status(self, config_files: ConfigFiles) -> None:
+        (problem,) = config_files.problems(mapping={"status_map": {"OPEN": "critical"}})
         assert problem.startswith("mapping.status_map.OPEN.[key]: must be 'TRIAGED'")
 
-    def test_env_override_is_checked_too(self, tmp_path: Path) -> None:
-        path = tmp_path / "bridge.yaml"
-        path.write_text(
-            "panther: {api_url: 'https://p.example', api_token: t}\n"
-            "bigpanda: {api_token: t, app_key: k}\n"
-        )
-        with pytest.raises(ConfigError) as caught:
-            load_config(path, environ={"BRIDGE_MAPPING__INCIDENT_IDENTIFIER": "x-{ID}"})
-        problem = caught.value.problems[0]
+    def test_env_override_is_checked_too(self, config_files: ConfigFiles) -> None:
+        path = config_files.write()
+        environ = {"BRIDGE_MAPPING__INCIDENT_IDENTIFIER": "x-{ID}"}
+        problem = config_files.problems(environ)[0]
         assert problem.startswith("mapping.incident_identifier: unknown field 'ID'")
         settings = load_config(path, environ={"BRIDGE_MAPPING__PRIMARY": "{context.host|type}"})
         assert settings.mapping.primary == "{context.host|type}"

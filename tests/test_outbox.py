@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from harness import RecordingOutbox, sample_event
 
 from bridge.errors import StateError
 from bridge.outbox import NewEvent, Outbox, Rejected, TrackedAlert
@@ -36,6 +39,13 @@ def outbox(request: pytest.FixtureRequest, tmp_path: Path):
         )
     yield box
     box.close()
+
+
+@pytest.fixture
+def sqlite_outbox(tmp_path: Path) -> Iterator[Outbox]:
+    """The SQLite backend alone, for what only its tables can show."""
+    with contextlib.closing(Outbox.open(tmp_path / "s.db")) as box:
+        yield box
 
 
 def _write_errors(box) -> tuple[type[BaseException], ...]:
@@ -181,6 +191,39 @@ class TestDelivery:
         assert outbox.purge_dead_letters() == 1
 
 
+class TestOneBatchAtATime:
+    """The outbox reads exactly one batch at a time and keeps dedup keys after delivery."""
+
+    def test_due_limits_excludes_and_filters_in_sqlite(self, tmp_path: Path) -> None:
+        with contextlib.closing(RecordingOutbox.open(tmp_path / "s.db")) as outbox:
+            outbox.record([sample_event(i, app_key="a" if i % 2 else "b") for i in range(50)])
+            first = outbox.due(10, now=0, app_key="a")
+            assert len(first) == 10 and {e.app_key for e in first} == {"a"}
+            second = outbox.due(10, now=0, app_key="a", exclude=[e.id for e in first])
+            assert len(second) == 10 and not {e.id for e in first} & {e.id for e in second}
+            assert outbox.most_loaded == 10
+
+    def test_delivery_drops_payload_but_not_dedup_key(self, sqlite_outbox: Outbox) -> None:
+        sqlite_outbox.record([sample_event(1)])
+        (pending,) = sqlite_outbox.due(10, now=0)
+        sqlite_outbox.mark_sent([pending.id], now=1000.0)
+        conn = sqlite_outbox._conn
+        assert conn.execute("SELECT count(*) FROM queue").fetchone()[0] == 0
+        (state, done_at) = conn.execute("SELECT state, done_at FROM events").fetchone()
+        assert (state, done_at) == ("sent", 1000.0)
+        assert sqlite_outbox.record([sample_event(1)]) == [], "a delivered event was accepted again"
+
+    def test_uncounted_retry_does_not_start_the_give_up_clock(self, outbox: Outbox) -> None:
+        outbox.record([sample_event(1)])
+        (pending,) = outbox.due(10, now=0)
+        outbox.mark_retry([pending.id], next_attempt_at=0, error="401", count_attempt=False)
+        (again,) = outbox.due(10, now=0)
+        assert again.attempts == 0 and again.first_failed_at is None
+        outbox.mark_retry([pending.id], next_attempt_at=0, error="500", now=5.0)
+        (third,) = outbox.due(10, now=0)
+        assert third.attempts == 1 and third.first_failed_at == 5.0
+
+
 class TestJobs:
     """A 202 job parks events until it is done (delivered) or failed (back to pending)."""
 
@@ -295,13 +338,20 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 """
 
 
+def old_state_file(tmp_path: Path, script: str) -> Path:
+    """A state file as an older bridge left it: `script` run by plain sqlite3."""
+    path = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.executescript(script)
+    return path
+
+
 class TestSchema1Upgrade:
     """A state file from an older bridge opens with nothing lost, nothing resent."""
 
     def test_queue_jobs_dedup_and_tracking_carry_over(self, tmp_path: Path) -> None:
-        path = tmp_path / "old.db"
+        path = old_state_file(tmp_path, SCHEMA_1)
         conn = sqlite3.connect(path)
-        conn.executescript(SCHEMA_1)
         conn.executemany(
             "INSERT INTO events (id, dedup_key, alert_id, kind, bp_status, app_key, payload,"
             " event_time, recorded_at, state, attempts, next_attempt_at, first_failed_at,"
@@ -346,3 +396,20 @@ class TestSchema1Upgrade:
             assert box.due(10, now=0) == [] and box.counts()["sent"] == 3
         finally:
             box.close()
+
+    def test_old_state_file_gains_the_event_count_column(self, tmp_path: Path) -> None:
+        path = old_state_file(
+            tmp_path,
+            "CREATE TABLE tracked (alert_id TEXT PRIMARY KEY, created_at REAL NOT NULL,"
+            " status TEXT NOT NULL, transitions INTEGER NOT NULL DEFAULT 0,"
+            " alert BLOB NOT NULL);"
+            " INSERT INTO tracked VALUES ('a', 1.0, 'OPEN', 0, '{\"eventCount\": 3}');",
+        )
+        with contextlib.closing(Outbox.open(path)) as outbox:
+            (row,) = outbox.tracked()
+            assert row.alert_id == "a" and row.event_count is None
+            outbox.record([], track=[row._replace(event_count=4)])
+            assert outbox.tracked()[0].event_count == 4
+        # Opening again: the column is there, nothing to add.
+        with contextlib.closing(Outbox.open(path)) as outbox:
+            assert outbox.tracked()[0].event_count == 4

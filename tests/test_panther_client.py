@@ -12,16 +12,8 @@ import orjson
 import pytest
 from aioresponses_compat import MockHttp
 
+from bridge import errors
 from bridge.budget import RequestBudget
-from bridge.errors import (
-    ApiError,
-    AuthError,
-    BadResponseError,
-    PermanentApiError,
-    RateLimitedError,
-    RetriableApiError,
-    TransportError,
-)
 from bridge.metrics import Metrics
 from bridge.panther.client import MAX_PAGE_RESULTS, NO_PROGRESS_PAGES, PantherClient
 from bridge.panther.models import AlertPage
@@ -146,7 +138,7 @@ class TestListAlerts:
         mock.get(ALERTS, payload=page([]))
         mock.get(ALERTS, status=500)
         await client.list_alerts()
-        with pytest.raises(RetriableApiError):
+        with pytest.raises(errors.RetriableApiError):
             await client.list_alerts()
         for code in ("200", "500"):
             labels = {"target": "panther", "endpoint": "/alerts", "code": code}
@@ -188,7 +180,7 @@ class TestPagination:
         mock.get(ALERTS, payload=page(["b"], "c2"))
         mock.get(ALERTS, payload=page(["c"], "c1"), repeat=True)
         pages: list[AlertPage] = []
-        with pytest.raises(BadResponseError, match="'c1'") as info:
+        with pytest.raises(errors.BadResponseError, match="'c1'") as info:
             async for p in client.iter_alert_pages():
                 pages.append(p)
         assert len(pages) == 3
@@ -199,7 +191,7 @@ class TestPagination:
         """A page pointing at itself stops at once."""
         mock.get(ALERTS, payload=page(["a"], "c1"))
         mock.get(ALERTS, payload=page(["a"], "c1"), repeat=True)
-        with pytest.raises(BadResponseError, match="a second time"):
+        with pytest.raises(errors.BadResponseError, match="a second time"):
             await collect(client)
         assert len(calls(mock)) == 2
 
@@ -208,22 +200,23 @@ class TestHostileListings:
     """A listing that goes nowhere is ended; a page far beyond `limit` is refused unprocessed;
     every request draws from the tenant's budget."""
 
-    async def test_cursor_that_leads_nowhere(self, mock: MockHttp, client: PantherClient) -> None:
-        """Fresh cursors with nothing new behind them: NO_PROGRESS_PAGES more pages, then stop."""
-        mock.get(ALERTS, payload=page(["a"], "c0"))
-        for i in range(1, 20):
-            mock.get(ALERTS, payload=page([], f"c{i}"))
-        with pytest.raises(BadResponseError, match="leads nowhere"):
-            await collect(client)
-        assert len(calls(mock)) == 1 + NO_PROGRESS_PAGES
-
-    async def test_repeating_alerts_count_as_no_progress(
-        self, mock: MockHttp, client: PantherClient
+    @pytest.mark.parametrize(
+        ("first", "later"),
+        [
+            # Fresh cursors with nothing new behind them.
+            pytest.param(["a"], [], id="cursor_that_leads_nowhere"),
+            # The same alerts again and again count as no progress too.
+            pytest.param(["a", "b"], ["a", "b"], id="repeating_alerts_count_as_no_progress"),
+        ],
+    )
+    async def test_no_progress_ends_the_listing(
+        self, mock: MockHttp, client: PantherClient, first: list[str], later: list[str]
     ) -> None:
-        mock.get(ALERTS, payload=page(["a", "b"], "c0"))
+        """NO_PROGRESS_PAGES more pages after the last one with something new, then stop."""
+        mock.get(ALERTS, payload=page(first, "c0"))
         for i in range(1, 20):
-            mock.get(ALERTS, payload=page(["a", "b"], f"c{i}"))
-        with pytest.raises(BadResponseError, match="leads nowhere"):
+            mock.get(ALERTS, payload=page(later, f"c{i}"))
+        with pytest.raises(errors.BadResponseError, match="leads nowhere"):
             await collect(client)
         assert len(calls(mock)) == 1 + NO_PROGRESS_PAGES
 
@@ -252,7 +245,7 @@ class TestHostileListings:
 class TestFaults:
     """Each fault becomes the right exception type and retriable flag, without the token."""
 
-    async def raises(self, client: PantherClient, kind: type[ApiError]) -> ApiError:
+    async def raises(self, client: PantherClient, kind: type[errors.ApiError]) -> errors.ApiError:
         with pytest.raises(kind) as info:
             await client.list_alerts()
         assert TOKEN not in str(info.value)
@@ -262,14 +255,14 @@ class TestFaults:
     async def test_429_retry_after_seconds(self, mock: MockHttp, client: PantherClient) -> None:
         """429 with Retry-After seconds: rate limited, retriable, with the delay."""
         mock.get(ALERTS, status=429, headers={"Retry-After": "12"})
-        exc = await self.raises(client, RateLimitedError)
+        exc = await self.raises(client, errors.RateLimitedError)
         assert exc.retriable and exc.retry_after == 12.0 and exc.status == 429
 
     async def test_429_retry_after_http_date(self, mock: MockHttp, client: PantherClient) -> None:
         """429 with Retry-After as an HTTP-date: the seconds until then."""
         when = datetime.now(UTC) + timedelta(seconds=120)
         mock.get(ALERTS, status=429, headers={"Retry-After": format_datetime(when, usegmt=True)})
-        exc = await self.raises(client, RateLimitedError)
+        exc = await self.raises(client, errors.RateLimitedError)
         assert exc.retry_after is not None and 110 <= exc.retry_after <= 120
 
     @pytest.mark.parametrize("status", [500, 504])
@@ -278,27 +271,27 @@ class TestFaults:
     ) -> None:
         """500 and 504 are retried later."""
         mock.get(ALERTS, status=status, payload={"message": "internal error"})
-        exc = await self.raises(client, RetriableApiError)
+        exc = await self.raises(client, errors.RetriableApiError)
         assert exc.retriable and exc.status == status and exc.retry_after is None
 
     async def test_502_html(self, mock: MockHttp, client: PantherClient) -> None:
         """A proxy's 502 HTML page is retriable and its text is kept short."""
         html = "<html><body><h1>502 Bad Gateway</h1>" + "<p>x</p>" * 500 + "</body></html>"
         mock.get(ALERTS, status=502, body=html, content_type="text/html")
-        exc = await self.raises(client, RetriableApiError)
+        exc = await self.raises(client, errors.RetriableApiError)
         assert exc.retriable and exc.status == 502
         assert exc.body.startswith("<html>") and len(exc.body) <= 1000
 
     async def test_501_permanent(self, mock: MockHttp, client: PantherClient) -> None:
         """501 will not change on retry."""
         mock.get(ALERTS, status=501)
-        exc = await self.raises(client, PermanentApiError)
+        exc = await self.raises(client, errors.PermanentApiError)
         assert not exc.retriable
 
     async def test_400_message_in_error(self, mock: MockHttp, client: PantherClient) -> None:
         """Panther's `{"message": ...}` explains a 400: it is in the error."""
         mock.get(ALERTS, status=400, payload={"message": "invalid value for sort-dir"})
-        exc = await self.raises(client, PermanentApiError)
+        exc = await self.raises(client, errors.PermanentApiError)
         assert not exc.retriable
         assert "invalid value for sort-dir" in str(exc)
         assert str(exc).startswith("panther GET /alerts answered HTTP 400")
@@ -307,7 +300,7 @@ class TestFaults:
     async def test_auth(self, mock: MockHttp, client: PantherClient, status: int) -> None:
         """401/403 are AuthError saying which permission the token needs."""
         mock.get(ALERTS, status=status, payload={"message": "Unauthorized"})
-        exc = await self.raises(client, AuthError)
+        exc = await self.raises(client, errors.AuthError)
         assert not exc.retriable
         assert "check panther.api_token" in str(exc)
         assert "'Read Alerts' permission" in str(exc)
@@ -315,7 +308,7 @@ class TestFaults:
     async def test_html_200(self, mock: MockHttp, client: PantherClient) -> None:
         """A 200 HTML page (a login portal, a proxy) is a bad response, quoted briefly."""
         mock.get(ALERTS, status=200, body="<html>" + "x" * 5000, content_type="text/html")
-        exc = await self.raises(client, BadResponseError)
+        exc = await self.raises(client, errors.BadResponseError)
         assert exc.retriable
         assert str(exc).startswith(
             "panther GET /alerts returned a body that is not JSON (text/html): '<html>xxx"
@@ -325,7 +318,7 @@ class TestFaults:
     async def test_invalid_json(self, mock: MockHttp, client: PantherClient) -> None:
         """Truncated JSON is a bad response."""
         mock.get(ALERTS, status=200, body=b'{"results": [{"id": ')
-        exc = await self.raises(client, BadResponseError)
+        exc = await self.raises(client, errors.BadResponseError)
         assert "not JSON (application/json)" in str(exc)
 
     @pytest.mark.parametrize(
@@ -345,26 +338,26 @@ class TestFaults:
     ) -> None:
         """The envelope must be an object whose `results` is a list of objects."""
         mock.get(ALERTS, status=200, body=orjson.dumps(body))
-        exc = await self.raises(client, BadResponseError)
+        exc = await self.raises(client, errors.BadResponseError)
         assert str(exc) == f"panther GET /alerts returned {problem}"
 
     async def test_timeout(self, mock: MockHttp, client: PantherClient) -> None:
         """A timeout is a retriable TransportError."""
         mock.get(ALERTS, exception=TimeoutError())
-        exc = await self.raises(client, TransportError)
+        exc = await self.raises(client, errors.TransportError)
         assert exc.retriable
         assert str(exc).startswith("panther GET /alerts failed: TimeoutError")
 
     async def test_connection_error(self, mock: MockHttp, client: PantherClient) -> None:
         """A refused connection is a retriable TransportError."""
         mock.get(ALERTS, exception=aiohttp.ClientConnectionError("Connection refused"))
-        exc = await self.raises(client, TransportError)
+        exc = await self.raises(client, errors.TransportError)
         assert exc.retriable and "ClientConnectionError: Connection refused" in str(exc)
 
     async def test_server_disconnected(self, mock: MockHttp, client: PantherClient) -> None:
         """A dropped connection is a retriable TransportError."""
         mock.get(ALERTS, exception=aiohttp.ServerDisconnectedError())
-        exc = await self.raises(client, TransportError)
+        exc = await self.raises(client, errors.TransportError)
         assert str(exc).startswith("panther GET /alerts failed: ServerDisconnectedError")
 
     async def test_fault_counted_with_code_zero(
@@ -372,7 +365,7 @@ class TestFaults:
     ) -> None:
         """No response is counted with code 0."""
         mock.get(ALERTS, exception=TimeoutError())
-        with pytest.raises(TransportError):
+        with pytest.raises(errors.TransportError):
             await client.list_alerts()
         labels = {"target": "panther", "endpoint": "/alerts", "code": "0"}
         assert metrics.registry.get_sample_value("bridge_http_requests_total", labels) == 1
@@ -403,13 +396,13 @@ class TestGetAlert:
     async def test_not_an_object(self, mock: MockHttp, client: PantherClient) -> None:
         """A body that is not an object is a bad response."""
         mock.get(f"{API}/alerts/a1", payload=["a1"])
-        with pytest.raises(BadResponseError, match=r"GET /alerts/\{id\} returned JSON"):
+        with pytest.raises(errors.BadResponseError, match=r"GET /alerts/\{id\} returned JSON"):
             await client.get_alert("a1")
 
     async def test_auth(self, mock: MockHttp, client: PantherClient) -> None:
         """403 is an AuthError, not None."""
         mock.get(f"{API}/alerts/a1", status=403)
-        with pytest.raises(AuthError):
+        with pytest.raises(errors.AuthError):
             await client.get_alert("a1")
 
 
@@ -429,7 +422,7 @@ class TestObjects:
         """A repeated cursor stops the object listing too."""
         url = re.compile(r"^https://api\.acme\.runpanther\.net/policies(\?.*)?$")
         mock.get(url, payload={"results": [{"id": "p"}], "next": "x"}, repeat=True)
-        with pytest.raises(BadResponseError, match="GET /policies returned cursor 'x'"):
+        with pytest.raises(errors.BadResponseError, match="GET /policies returned cursor 'x'"):
             [p async for p in client.iter_objects("policies")]
 
     async def test_iter_metrics_template(

@@ -1,17 +1,17 @@
-"""Panther faults: retried with backoff, counted, logged once per burst, the watermark stays put."""
+"""Panther faults: retried with backoff, counted, logged once per burst, the watermark stays put;
+a permanent answer (400, 404) on the listing is retried at the slow cadence only."""
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 from aioresponses_compat import MockHttp
-from harness import make_rig, metric, running, wait_until
+from harness import Rig, metric, running, wait_until
 
 from bridge.config import Settings
 from bridge.service import Bridge
@@ -20,12 +20,6 @@ API = "https://api.acme.runpanther.net"
 ALERTS = re.compile(r"^https://api\.acme\.runpanther\.net/alerts(\?.*)?$")
 ALERT = {"id": "a" * 32, "type": "RULE", "status": "OPEN", "severity": "HIGH",
          "createdAt": "2026-01-01T00:00:00Z", "detection": {"id": "Rule.X", "type": "RULE"}}
-
-
-@pytest.fixture
-def mock() -> Iterator[MockHttp]:
-    with MockHttp() as m:
-        yield m
 
 
 def settings(tmp_path: Path) -> Settings:
@@ -141,42 +135,63 @@ class TestUnauthorized:
             assert bridge.health.panther_refused is None
 
 
+class TestPantherListingRejected:
+    """A 400 or 404 on the alert listing: reported, /readyz says so, next try at max_backoff."""
+
+    @pytest.mark.parametrize("status", [400, 404])
+    async def test_listing(self, tmp_path: Path, mock: MockHttp, status: int) -> None:
+        async with Bridge(settings(tmp_path)) as bridge:
+            for _ in range(3):
+                mock.get(ALERTS, status=status, payload={"message": "bad request"})
+                assert await bridge.poll_cycle() is None
+            assert metric(bridge, "bridge_retries_total", target="panther",
+                          reason="rejected") == 3
+            assert bridge.poll_delay() == 60
+            ready, details = bridge.health.readiness()
+            assert not ready
+            (reason,) = [r for r in details["reasons"] if "rejects" in r]  # type: ignore[union-attr]
+            assert f"HTTP {status}" in reason and "slow cadence" in reason
+            mock.get(ALERTS, payload={"results": [ALERT], "next": None})
+            result = await bridge.poll_cycle()
+            assert result is not None and result.new_events == 1
+            assert bridge.poll_delay() == 1
+            assert bridge.health.panther_rejected == {}
+
+
 class TestAgainstSimulator:
     """Scripted simulator faults during `bridge run`: every alert delivered once regardless."""
 
-    async def test_faults_during_run(self, tmp_path: Path) -> None:
-        async with make_rig(tmp_path) as rig:
-            expected = rig.generate(120, spacing=1.0)
-            rig.panther.script("429:Retry-After=0.2,500,html,badjson,notlist,504,slow:0.8,ok")
-            settings = rig.settings(
-                panther={"poll_interval": 0.05, "timeout": 0.4, "status_sync_interval": 0.2},
-                retry={"initial_backoff": 0.05, "max_backoff": 0.3},
-                catalog={"enabled": False},
-            )
-            async with running(settings) as bridge:
-                await wait_until(lambda: set(expected) <= set(rig.delivered()), 9)
-                await asyncio.sleep(0.3)
-                retries = {
-                    r: metric(bridge, "bridge_retries_total", target="panther", reason=r)
-                    for r in ("rate_limited", "server_error", "bad_response", "timeout")
-                }
-            assert max(rig.delivered().values()) == 1
-            assert len(rig.delivered()) == 120
-            assert retries["rate_limited"] >= 1 and retries["server_error"] >= 2
-            assert retries["bad_response"] >= 2 and retries["timeout"] >= 1
+    async def test_faults_during_run(self, rig: Rig) -> None:
+        expected = rig.generate(120, spacing=1.0)
+        rig.panther.script("429:Retry-After=0.2,500,html,badjson,notlist,504,slow:0.8,ok")
+        settings = rig.settings(
+            panther={"poll_interval": 0.05, "timeout": 0.4, "status_sync_interval": 0.2},
+            retry={"initial_backoff": 0.05, "max_backoff": 0.3},
+            catalog={"enabled": False},
+        )
+        async with running(settings) as bridge:
+            await wait_until(lambda: set(expected) <= set(rig.delivered()), 9)
+            await asyncio.sleep(0.3)
+            retries = {
+                r: metric(bridge, "bridge_retries_total", target="panther", reason=r)
+                for r in ("rate_limited", "server_error", "bad_response", "timeout")
+            }
+        assert max(rig.delivered().values()) == 1
+        assert len(rig.delivered()) == 120
+        assert retries["rate_limited"] >= 1 and retries["server_error"] >= 2
+        assert retries["bad_response"] >= 2 and retries["timeout"] >= 1
 
-    async def test_status_sync_fault_keeps_loop_going(self, tmp_path: Path) -> None:
-        async with make_rig(tmp_path) as rig:
-            (alert,) = rig.panther.generate(1, spacing=1.0, severity="LOW")
-            settings = rig.settings(
-                panther={"status_sync_interval": 0.1, "poll_interval": 0.1},
-                retry={"initial_backoff": 0.05, "max_backoff": 0.2},
-                catalog={"enabled": False},
-            )
-            async with running(settings) as bridge:
-                await wait_until(lambda: len(rig.delivered()) == 1, 5)
-                rig.panther.script("500,500,500")
-                rig.panther.set_status(alert["id"], "RESOLVED")
-                await wait_until(lambda: len(rig.bigpanda.accepted) == 2, 5)
-                assert rig.bigpanda.accepted[-1].alert["status"] == "ok"
-                assert bridge.sync_faults.failures == 0
+    async def test_status_sync_fault_keeps_loop_going(self, rig: Rig) -> None:
+        (alert,) = rig.panther.generate(1, spacing=1.0, severity="LOW")
+        settings = rig.settings(
+            panther={"status_sync_interval": 0.1, "poll_interval": 0.1},
+            retry={"initial_backoff": 0.05, "max_backoff": 0.2},
+            catalog={"enabled": False},
+        )
+        async with running(settings) as bridge:
+            await wait_until(lambda: len(rig.delivered()) == 1, 5)
+            rig.panther.script("500,500,500")
+            rig.panther.set_status(alert["id"], "RESOLVED")
+            await wait_until(lambda: len(rig.bigpanda.accepted) == 2, 5)
+            assert rig.bigpanda.accepted[-1].alert["status"] == "ok"
+            assert bridge.sync_faults.failures == 0

@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
-import yaml
+from harness import ConfigFiles, Rig, make_rig
 
-from bridge.config import RoutingSettings, load_config
-from bridge.errors import ConfigError
+from bridge.config import RoutingSettings, Settings, load_config
 from bridge.mapping import MappingRules
 from bridge.normalize import normalize
 from bridge.panther.models import Alert
 from bridge.routing import DROP_ROUTE, DROP_UNROUTED, Router
 from bridge.service import Bridge
-from bridge.sim import serve_app
-from bridge.sim.bigpanda import BigPandaSimulator
 from bridge.sim.panther import PantherSimulator
 
-PANTHER_TOKEN = "routing-panther-token-0123456789"
-BIGPANDA_TOKEN = "routing-bigpanda-token-0123456789"
 RULES = MappingRules()
 
 
@@ -128,124 +123,70 @@ class TestConfig:
             ({"severty": "HIGH"}, "routing.routes[0].severty: unknown key (did you mean sev"),
         ],
     )
-    def test_errors(self, tmp_path: Path, route: dict, expected: str) -> None:
-        path = tmp_path / "bridge.yaml"
-        data = {
-            "panther": {"api_url": "https://p.example", "api_token": "t"},
-            "bigpanda": {"api_token": "t", "app_key": "k"},
-            "routing": {"routes": [route]},
-        }
-        path.write_text(yaml.safe_dump(data))
-        with pytest.raises(ConfigError) as caught:
-            load_config(path, environ={})
-        assert any(p.startswith(expected) for p in caught.value.problems), caught.value.problems
+    def test_errors(self, config_files: ConfigFiles, route: dict, expected: str) -> None:
+        problems = config_files.problems(routing={"routes": [route]})
+        assert any(p.startswith(expected) for p in problems), problems
 
-    def test_top_level_routes_are_routing_routes(self, tmp_path: Path) -> None:
-        path = tmp_path / "bridge.yaml"
-        base = {
-            "panther": {"api_url": "https://p.example", "api_token": "t"},
-            "bigpanda": {"api_token": "t", "app_key": "k"},
-        }
+    def test_top_level_routes_are_routing_routes(self, config_files: ConfigFiles) -> None:
         route = {"name": "soc", "severity": "HIGH", "app_key": "soc"}
-        path.write_text(yaml.safe_dump({**base, "routes": [route]}))
-        settings = load_config(path, environ={})
+        settings = load_config(config_files.write(routes=[route]), environ={})
         assert [r.app_key for r in settings.routing.routes] == ["soc"]
-        path.write_text(yaml.safe_dump({**base, "routes": [route], "routing": {"routes": []}}))
-        with pytest.raises(ConfigError) as caught:
-            load_config(path, environ={})
-        assert caught.value.problems == [
+        assert config_files.problems(routes=[route], routing={"routes": []}) == [
             "routes: given both at the top level and as routing.routes: keep one of them"
         ]
 
-    def test_unmatched_values(self, tmp_path: Path) -> None:
-        path = tmp_path / "bridge.yaml"
-        path.write_text(
-            "panther: {api_url: 'https://p.example', api_token: t}\n"
-            "bigpanda: {api_token: t, app_key: k}\nrouting: {unmatched: discard}\n"
-        )
-        with pytest.raises(ConfigError) as caught:
-            load_config(path, environ={})
-        assert caught.value.problems[0].startswith("routing.unmatched: must be 'default' or 'drop'")
+    def test_unmatched_values(self, config_files: ConfigFiles) -> None:
+        (problem, *_) = config_files.problems(routing={"unmatched": "discard"})
+        assert problem.startswith("routing.unmatched: must be 'default' or 'drop'")
 
 
 # -- end to end: the real bridge, both simulators, two BigPanda integrations --------------------
 
-CONFIG = """
-panther:
-  api_url: {panther_url}
-  api_token: ${{PANTHER_API_TOKEN}}
-  console_url: https://acme.runpanther.net
-  poll_interval: 0.2s
-  initial_lookback: 2h
-bigpanda:
-  api_url: {bigpanda_url}
-  api_token: ${{BIGPANDA_API_TOKEN}}
-  app_key: default-key
-  batch_size: 20
-state:
-  path: {state}
-server:
-  host: 127.0.0.1
-  port: 0
-mapping:
-  tags: {{source: panther, team: unassigned}}
-routing:
-  unmatched: {unmatched}
-  routes:
-    - name: drop-info
-      severity: INFO
-      drop: true
-    - name: cloud-posture
-      alert_type: POLICY
-      app_key: cspm
-      tags: {{team: cloud}}
-    - name: soc-cloudtrail
-      log_type: AWS.CloudTrail
-      app_key: soc
-      tags: {{team: soc, via: cloudtrail}}
-    - name: soc-okta-urgent
-      detection_id: "Okta.*"
-      severity: [CRITICAL, HIGH]
-      app_key: soc
-      tags: {{team: soc}}
-"""
+ROUTES = [
+    {"name": "drop-info", "severity": "INFO", "drop": True},
+    {"name": "cloud-posture", "alert_type": "POLICY", "app_key": "cspm",
+     "tags": {"team": "cloud"}},
+    {"name": "soc-cloudtrail", "log_type": "AWS.CloudTrail", "app_key": "soc",
+     "tags": {"team": "soc", "via": "cloudtrail"}},
+    {"name": "soc-okta-urgent", "detection_id": "Okta.*", "severity": ["CRITICAL", "HIGH"],
+     "app_key": "soc", "tags": {"team": "soc"}},
+]
 
 
-@dataclass
-class Stack:
-    panther: PantherSimulator
-    bigpanda: BigPandaSimulator
-    tmp_path: Path
-    panther_url: str
-    bigpanda_url: str
+def routed_settings(rig: Rig, name: str, routing: dict[str, Any], **sections: Any) -> Settings:
+    """The rig's config with `routing`, on a state of its own (`name`)."""
+    return rig.settings(
+        bigpanda={"app_key": "default-key"},
+        state={"path": str(rig.tmp / f"state-{name}" / "bridge.db")},
+        routing=routing,
+        panther={"initial_lookback": "2h", **sections.pop("panther", {})},
+        **sections,
+    )
 
-    async def run_once(self, unmatched: str) -> Bridge:
-        path = self.tmp_path / f"bridge-{unmatched}.yaml"
-        path.write_text(CONFIG.format(
-            panther_url=self.panther_url,
-            bigpanda_url=self.bigpanda_url,
-            state=self.tmp_path / f"state-{unmatched}" / "bridge.db",
-            unmatched=unmatched,
-        ))
-        settings = load_config(
-            path,
-            environ={"PANTHER_API_TOKEN": PANTHER_TOKEN, "BIGPANDA_API_TOKEN": BIGPANDA_TOKEN},
-        )
-        async with Bridge(settings) as bridge:
-            assert await bridge.once(timeout=30)
-            return bridge
 
-    def delivered(self) -> dict[str, tuple[str, dict]]:
-        """alert id -> (app key, payload) of what BigPanda accepted."""
-        return {a.alert["panther_alert_id"]: (a.app_key, a.alert) for a in self.bigpanda.accepted}
+async def run_once(rig: Rig, unmatched: str) -> Bridge:
+    settings = routed_settings(
+        rig,
+        unmatched,
+        {"unmatched": unmatched, "routes": ROUTES},
+        panther={"console_url": "https://acme.runpanther.net"},
+        mapping={"tags": {"source": "panther", "team": "unassigned"}},
+    )
+    async with Bridge(settings) as bridge:
+        assert await bridge.once(timeout=30)
+        return bridge
+
+
+def delivered(rig: Rig) -> dict[str, tuple[str, dict]]:
+    """alert id -> (app key, payload) of what BigPanda accepted."""
+    return {a.alert["panther_alert_id"]: (a.app_key, a.alert) for a in rig.bigpanda.accepted}
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    panther = PantherSimulator(token=PANTHER_TOKEN, seed=11)
-    bigpanda = BigPandaSimulator(token=BIGPANDA_TOKEN, app_keys=["soc", "cspm", "default-key"])
-    async with serve_app(panther.app) as panther_url, serve_app(bigpanda.app) as bigpanda_url:
-        yield Stack(panther, bigpanda, tmp_path, panther_url, bigpanda_url)
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    """The rig, its BigPanda knowing three integrations; the bridge's own app key the default."""
+    async with make_rig(tmp_path, app_keys=["soc", "cspm", "default-key"]) as r:
+        yield r
 
 
 def add_alerts(panther: PantherSimulator) -> dict[str, str]:
@@ -264,10 +205,10 @@ def add_alerts(panther: PantherSimulator) -> dict[str, str]:
 class TestEndToEnd:
     """Alerts of different severities and detections reach the right BigPanda integration."""
 
-    async def test_routes_to_two_app_keys_unmatched_default(self, stack: Stack) -> None:
-        ids = add_alerts(stack.panther)
-        bridge = await stack.run_once("default")
-        got = stack.delivered()
+    async def test_routes_to_two_app_keys_unmatched_default(self, rig: Rig) -> None:
+        ids = add_alerts(rig.panther)
+        bridge = await run_once(rig, "default")
+        got = delivered(rig)
 
         assert got[ids["policy"]][0] == "cspm"
         assert got[ids["policy"]][1]["team"] == "cloud"
@@ -282,12 +223,12 @@ class TestEndToEnd:
         for _app_key, payload in got.values():
             assert payload["source"] == "panther"  # static tags on every alert
         assert ids["info"] not in got
-        assert len(stack.bigpanda.accepted) == 5
+        assert len(rig.bigpanda.accepted) == 5
         dropped = bridge.metrics.events_dropped.labels(reason="route")._value.get()
         assert dropped == 1
         # One batch per app key, never mixing them.
         batches = [
-            orjson.loads(r.body) for r in stack.bigpanda.requests
+            orjson.loads(r.body) for r in rig.bigpanda.requests
             if r.path == "/data/v2/alerts" and r.status == 201
         ]
         assert sorted(b["app_key"] for b in batches) == ["cspm", "default-key", "soc"]
@@ -295,10 +236,10 @@ class TestEndToEnd:
             for sent in batch["alerts"]:
                 assert got[sent["panther_alert_id"]][0] == batch["app_key"]
 
-    async def test_unmatched_dropped(self, stack: Stack) -> None:
-        ids = add_alerts(stack.panther)
-        bridge = await stack.run_once("drop")
-        got = stack.delivered()
+    async def test_unmatched_dropped(self, rig: Rig) -> None:
+        ids = add_alerts(rig.panther)
+        bridge = await run_once(rig, "drop")
+        got = delivered(rig)
         assert set(got) == {ids["policy"], ids["cloudtrail"], ids["okta_high"]}
         assert {got[i][0] for i in got} == {"soc", "cspm"}
         metric = bridge.metrics.events_dropped
@@ -309,40 +250,15 @@ class TestEndToEnd:
 class TestStatusChangesFollowTheAlert:
     """A status change goes to the app key the alert went to, even if routes now disagree."""
 
-    async def test_route_on_status_does_not_split_an_alert(self, stack: Stack) -> None:
-        path = stack.tmp_path / "status-route.yaml"
-        path.write_text(
-            f"""
-panther:
-  api_url: {stack.panther_url}
-  api_token: ${{PANTHER_API_TOKEN}}
-  initial_lookback: 2h
-bigpanda:
-  api_url: {stack.bigpanda_url}
-  api_token: ${{BIGPANDA_API_TOKEN}}
-  app_key: default-key
-state:
-  path: {stack.tmp_path / "status-state" / "bridge.db"}
-server:
-  port: 0
-routing:
-  routes:
-    - name: open-github-to-soc
-      status: OPEN
-      detection_id: "GitHub.*"
-      app_key: soc
-      tags: {{team: soc}}
-"""
-        )
-        settings = load_config(
-            path,
-            environ={"PANTHER_API_TOKEN": PANTHER_TOKEN, "BIGPANDA_API_TOKEN": BIGPANDA_TOKEN},
-        )
-        alert_id = stack.panther.add_alert(detection="GitHub.Repo.MadePublic")["id"]
+    async def test_route_on_status_does_not_split_an_alert(self, rig: Rig) -> None:
+        route = {"name": "open-github-to-soc", "status": "OPEN", "detection_id": "GitHub.*",
+                 "app_key": "soc", "tags": {"team": "soc"}}
+        settings = routed_settings(rig, "status", {"routes": [route]})
+        alert_id = rig.panther.add_alert(detection="GitHub.Repo.MadePublic")["id"]
         async with Bridge(settings) as bridge:
             assert await bridge.once(timeout=30)
-            stack.panther.set_status(alert_id, "RESOLVED")
+            rig.panther.set_status(alert_id, "RESOLVED")
             assert await bridge.once(timeout=30)
-        accepted = stack.bigpanda.accepted
+        accepted = rig.bigpanda.accepted
         sent = [(a.app_key, a.alert["status"], a.alert.get("team")) for a in accepted]
         assert sent == [("soc", "warning", "soc"), ("soc", "ok", "soc")]

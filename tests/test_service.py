@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from harness import make_rig
+from harness import Rig
 
 from bridge.errors import ConfigError
 from bridge.outbox import Outbox
@@ -15,24 +15,24 @@ from bridge.service import Bridge
 class TestStartUp:
     """A start-up step that fails releases what the earlier steps took."""
 
-    async def test_a_bad_ca_bundle_leaves_the_state_unlocked(self, tmp_path: Path) -> None:
+    async def test_a_bad_ca_bundle_leaves_the_state_unlocked(
+        self, rig: Rig, tmp_path: Path
+    ) -> None:
         bundle = tmp_path / "ca.pem"
         bundle.write_text("not a certificate\n")
-        async with make_rig(tmp_path) as rig:
-            settings = rig.settings(bigpanda={"ca_bundle": str(bundle)})
-            bridge = Bridge(settings)
-            with pytest.raises(ConfigError, match="ca_bundle"):
-                await bridge.__aenter__()
-            assert not bridge.health.state_open
-            # The state lock was released: another process (here: an opener) may take it.
-            Outbox.open(settings.state.path).close()
+        settings = rig.settings(bigpanda={"ca_bundle": str(bundle)})
+        bridge = Bridge(settings)
+        with pytest.raises(ConfigError, match="ca_bundle"):
+            await bridge.__aenter__()
+        assert not bridge.health.state_open
+        # The state lock was released: another process (here: an opener) may take it.
+        Outbox.open(settings.state.path).close()
 
-    async def test_enter_and_exit_release_everything(self, tmp_path: Path) -> None:
-        async with make_rig(tmp_path) as rig:
-            settings = rig.settings()
-            async with Bridge(settings) as bridge:
-                assert bridge.health.state_open
-                assert not bridge.panther._http.session.closed
-            assert not bridge.health.state_open
-            assert bridge.panther._http.session.closed
-            Outbox.open(settings.state.path).close()
+    async def test_enter_and_exit_release_everything(self, rig: Rig) -> None:
+        settings = rig.settings()
+        async with Bridge(settings) as bridge:
+            assert bridge.health.state_open
+            assert not bridge.panther._http.session.closed
+        assert not bridge.health.state_open
+        assert bridge.panther._http.session.closed
+        Outbox.open(settings.state.path).close()

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from harness import wait_until
 
 from bridge.sim import serve_app
 from bridge.sim.bigpanda import BigPandaSimulator, parse_script, validate_alert
@@ -384,8 +385,15 @@ class TestFaults:
         sim.outage(0.3, status=502)
         assert (await post(session, url, batch(alert(1))))[0] == 502
         assert (await post(session, url, batch(alert(1))))[0] == 502
-        await asyncio.sleep(0.35)
-        assert (await post(session, url, batch(alert(1))))[0] == 201
+
+        async def accepted() -> bool:
+            return (await post(session, url, batch(alert(1))))[0] == 201
+
+        await wait_until(accepted, 5, what="the end of the outage")
+        statuses = [r.status for r in sim.requests]
+        # Every answer during the outage was the outage's; the first 201 ended it for good.
+        assert set(statuses[:-1]) == {502} and len(statuses) >= 3 and statuses[-1] == 201
+        assert (await post(session, url, batch(alert(2))))[0] == 201
 
     async def test_poison_rejects_only_marked_alert(
         self, sim: BigPandaSimulator, url: str, session: aiohttp.ClientSession
@@ -401,14 +409,20 @@ class TestFaults:
     async def test_slow_and_latency(
         self, sim: BigPandaSimulator, url: str, session: aiohttp.ClientSession
     ) -> None:
-        sim.script("slow:0.2")
-        started = time.monotonic()
-        assert (await post(session, url, batch(alert(1))))[0] == 201
-        assert time.monotonic() - started >= 0.2
-        sim.latency = 0.1
-        started = time.monotonic()
-        assert (await post(session, url, batch(alert(2))))[0] == 201
-        assert time.monotonic() - started >= 0.1
+        """A slow answer (scripted once, or `latency` on every request) is still unanswered in
+        the simulator's log while a later quick request gets its answer."""
+        sim.script("slow:1")
+        slow = asyncio.create_task(post(session, url, batch(alert(1))))
+        await wait_until(lambda: len(sim.requests) == 1, 5, what="the slow request")
+        assert (await post(session, url, batch(alert(2))))[0] == 201  # the script is used up
+        assert sim.requests[0].status == 0 and not slow.done()
+        assert (await slow)[0] == 201
+        assert [r.status for r in sim.requests] == [201, 201]
+        sim.latency = 1.0
+        delayed = asyncio.create_task(post(session, url, batch(alert(3))))
+        await wait_until(lambda: len(sim.requests) == 3, 5, what="the delayed request")
+        assert sim.requests[2].status == 0 and not delayed.done()
+        assert (await delayed)[0] == 201
 
     async def test_reset_drops_the_connection(
         self, sim: BigPandaSimulator, url: str, session: aiohttp.ClientSession
@@ -462,6 +476,25 @@ class TestJobs:
             assert response.status == 200
             return await response.json()
 
+    async def jobs(
+        self, sim: BigPandaSimulator, session: aiohttp.ClientSession, url: str,
+        answers: str, steps: str,
+    ) -> list[str]:
+        """One single-alert batch per scripted 202 answer, its job going through `steps`;
+        returns the jobs' Location headers."""
+        sim.job_script(steps)
+        sim.script(answers)
+        locations = []
+        for n, _ in enumerate(answers.split(",")):
+            _, _, response = await post(session, url, batch(alert(n + 1)))
+            locations.append(response.headers["Location"])
+        return locations
+
+    async def job_statuses(
+        self, session: aiohttp.ClientSession, url: str, location: str, polls: int
+    ) -> list[str]:
+        return [(await self.get_job(session, url, location))["status"] for _ in range(polls)]
+
     async def test_job_progresses_to_done(
         self, sim: BigPandaSimulator, url: str, session: aiohttp.ClientSession
     ) -> None:
@@ -486,13 +519,10 @@ class TestJobs:
     async def test_failed_job_accepts_nothing(
         self, sim: BigPandaSimulator, url: str, session: aiohttp.ClientSession
     ) -> None:
-        sim.job_script("pending,failed")
-        sim.script("202abs,202")
-        _, _, first = await post(session, url, batch(alert(1)))
-        _, _, second = await post(session, url, batch(alert(2)))
-        assert first.headers["Location"].startswith(url)
-        for location in (first.headers["Location"], second.headers["Location"]):
-            assert (await self.get_job(session, url, location))["status"] == "pending"
+        locations = await self.jobs(sim, session, url, "202abs,202", "pending,failed")
+        assert locations[0].startswith(url)
+        for location in locations:
+            assert await self.job_statuses(session, url, location, 1) == ["pending"]
             job = await self.get_job(session, url, location)
             assert job["status"] == "failed"
             assert job["end_time"] is not None
@@ -501,12 +531,8 @@ class TestJobs:
     async def test_undocumented_status_and_unknown_job(
         self, sim: BigPandaSimulator, url: str, session: aiohttp.ClientSession
     ) -> None:
-        sim.job_script("weird,done")
-        sim.script("202")
-        _, _, response = await post(session, url, batch(alert(1)))
-        location = response.headers["Location"]
-        assert (await self.get_job(session, url, location))["status"] == "weird"
-        assert (await self.get_job(session, url, location))["status"] == "done"
+        (location,) = await self.jobs(sim, session, url, "202", "weird,done")
+        assert await self.job_statuses(session, url, location, 2) == ["weird", "done"]
         assert len(sim.accepted) == 1
         async with session.get(f"{url}/resources/v2.0/jobs/nope", headers=AUTH) as resp:
             assert resp.status == 404

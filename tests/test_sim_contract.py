@@ -8,24 +8,18 @@ flaws patched, PANTHER.md), a `limit` above the spec's maximum is a 400, an unkn
 
 from __future__ import annotations
 
-import copy
-import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
+from referencing import Registry
+from shared_docs import SPEC_URN, panther_spec, spec_registry
 
 from bridge.sim import serve_app
 from bridge.sim.panther import DEFAULT_TOKEN, PantherSimulator
 
-SPEC = Path(__file__).resolve().parent.parent.parent / "shared" / "api" / "panther-openapi.yaml"
-ACTOR_TYPES = {"user", "api-token", "system"}
 LISTINGS = ["/alerts", "/rules", "/scheduled-rules", "/policies", "/simple-rules", "/queries"]
 # Sample values for parameters whose schema alone does not give a meaningful one.
 SAMPLES = {
@@ -37,54 +31,18 @@ SAMPLES = {
 }
 
 
-def _spec() -> dict[str, Any]:
-    if not SPEC.exists():
-        if os.environ.get("BRIDGE_SKIP_SHARED") == "1":
-            pytest.skip(f"{SPEC} not present (BRIDGE_SKIP_SHARED=1)")
-        pytest.fail(
-            f"{SPEC} is missing: these tests need the shared API docs beside the repository "
-            "(../shared/api/); set BRIDGE_SKIP_SHARED=1 to skip them"
-        )
-    return yaml.safe_load(SPEC.read_text())
-
-
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
-    return _spec()
-
-
-def patch_known_flaws(node: Any) -> None:
-    """Every non-required property nullable; no actor-type enum on `id` (PANTHER.md)."""
-    if isinstance(node, list):
-        for item in node:
-            patch_known_flaws(item)
-        return
-    if not isinstance(node, dict):
-        return
-    for key, value in node.items():
-        if key != "properties":
-            patch_known_flaws(value)
-    properties = node.get("properties")
-    if isinstance(properties, dict):
-        required = set(node.get("required", ()))
-        for name, schema in properties.items():
-            patch_known_flaws(schema)
-            if name == "id" and set(schema.get("enum", ())) == ACTOR_TYPES:
-                del schema["enum"]
-            if name not in required:
-                properties[name] = {"anyOf": [schema, {"type": "null"}]}
+    return panther_spec()
 
 
 @pytest.fixture(scope="module")
 def registry(spec: dict[str, Any]) -> Registry:
-    contents = copy.deepcopy(spec)
-    patch_known_flaws(contents)
-    resource = Resource.from_contents(contents, default_specification=DRAFT202012)
-    return Registry().with_resource("urn:panther-openapi", resource)
+    return spec_registry(spec)
 
 
 def assert_matches(registry: Registry, schema: dict[str, Any], body: Any, what: str) -> None:
-    ref = schema["$ref"].replace("#/", "urn:panther-openapi#/", 1)
+    ref = schema["$ref"].replace("#/", f"{SPEC_URN}#/", 1)
     validator = Draft202012Validator({"$ref": ref}, registry=registry)
     errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(body)]
     assert not errors, f"{what}: {errors[:5]}"

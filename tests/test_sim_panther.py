@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import yaml
+from harness import wait_until
 from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
+from shared_docs import SPEC_URN, panther_spec, shared_json, spec_registry
 
 from bridge.sim import serve_app
 from bridge.sim.panther import (
@@ -31,8 +28,6 @@ from bridge.sim.panther import (
     serve,
 )
 
-SHARED_API = Path(__file__).resolve().parents[2] / "shared" / "api"
-EXAMPLES = SHARED_API / "examples"
 HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
@@ -84,54 +79,20 @@ def sort_key(alert: dict) -> tuple[int, str]:
 
 
 def load_example(name: str) -> Any:
-    path = EXAMPLES / name
-    if not path.exists():
-        pytest.skip(f"{path} not present")
-    return json.loads(path.read_text())
+    return shared_json(f"api/examples/{name}")
 
 
 # --- the OpenAPI spec, with its two known flaws patched (shared/api/PANTHER.md) ---------------
 
-ACTOR_TYPES = {"user", "api-token", "system"}
-
-
-def patch_known_flaws(node: Any) -> None:
-    """Make every non-required property nullable; drop the actor-type enum from `id` properties."""
-    if isinstance(node, list):
-        for item in node:
-            patch_known_flaws(item)
-        return
-    if not isinstance(node, dict):
-        return
-    for key, value in node.items():
-        if key != "properties":
-            patch_known_flaws(value)
-    properties = node.get("properties")
-    if isinstance(properties, dict):
-        required = set(node.get("required", ()))
-        for name, schema in properties.items():
-            patch_known_flaws(schema)
-            if name == "id" and set(schema.get("enum", ())) == ACTOR_TYPES:
-                del schema["enum"]
-            if name not in required:
-                properties[name] = {"anyOf": [schema, {"type": "null"}]}
-
 
 @pytest.fixture(scope="module")
 def spec() -> dict:
-    path = SHARED_API / "panther-openapi.yaml"
-    if not path.exists():
-        pytest.skip(f"{path} not present")
-    return yaml.safe_load(path.read_text())
+    return panther_spec()
 
 
 def validator_for(spec: dict, schema_name: str, *, patched: bool = True) -> Draft202012Validator:
-    contents = copy.deepcopy(spec)
-    if patched:
-        patch_known_flaws(contents)
-    resource = Resource.from_contents(contents, default_specification=DRAFT202012)
-    registry = Registry().with_resource("urn:panther-openapi", resource)
-    ref = f"urn:panther-openapi#/components/schemas/{schema_name}"
+    registry = spec_registry(spec, patched=patched)
+    ref = f"{SPEC_URN}#/components/schemas/{schema_name}"
     return Draft202012Validator({"$ref": ref}, registry=registry)
 
 
@@ -700,11 +661,12 @@ class TestFaults:
         assert await get(client, "/alerts") == (200, {"results": {"oops": 1}, "next": None})
 
     async def test_slow_then_ok_in_order(self, sim: PantherSimulator, client) -> None:
-        sim.script("slow:0.2,ok,500")
-        started = time.perf_counter()
-        assert (await get(client, "/alerts"))[0] == 200
-        assert time.perf_counter() - started >= 0.2
-        assert (await get(client, "/alerts"))[0] == 200
+        sim.script("slow:1,ok,500")
+        slow = asyncio.create_task(get(client, "/alerts"))
+        await wait_until(lambda: len(sim.requests) == 1, 5, what="the slow request")
+        assert (await get(client, "/alerts"))[0] == 200  # answered while the slow one waits
+        assert not slow.done()
+        assert (await slow)[0] == 200
         assert (await get(client, "/alerts"))[0] == 500
         assert (await get(client, "/alerts"))[0] == 200
         assert [r.status for r in sim.requests] == [200, 200, 500, 200]
@@ -753,24 +715,30 @@ class TestFaults:
         ]
 
     async def test_page_latency_applies_to_alerts_only(self, sim, client) -> None:
-        sim.page_latency = 0.6  # far above any scheduling noise, so the check cannot flake
-        started = time.perf_counter()
-        await get(client, "/rules")
-        assert time.perf_counter() - started < 0.5
-        started = time.perf_counter()
-        await get(client, "/alerts")
-        assert time.perf_counter() - started >= 0.6
+        """An alerts page asked first is still on its way when a rules page asked after it is
+        answered: only the alerts listing waits."""
+        sim.page_latency = 1.0
+        alerts = asyncio.create_task(get(client, "/alerts"))
+        await wait_until(lambda: any(r.path == "/alerts" for r in sim.requests), 5, what="alerts")
+        assert (await get(client, "/rules"))[0] == 200
+        assert not alerts.done()
+        assert (await alerts)[0] == 200
 
 
 class TestProduce:
     """produce(): a steady stream of new alerts created now."""
 
     async def test_rate_and_duration(self, sim: PantherSimulator) -> None:
+        """At most rate x duration alerts, created now, one after the other, none ahead of its
+        turn: alert i is made no sooner than i / rate seconds after the first."""
         before = time.time_ns()
         made = await sim.produce(100, 0.2)
         after = time.time_ns()
-        assert 18 <= len(made) <= 20
-        assert all(before <= parse_instant_ns(a["createdAt"]) <= after for a in made)
+        assert 1 <= len(made) <= 20
+        created = [parse_instant_ns(a["createdAt"]) for a in made]
+        assert before <= created[0] and created == sorted(created) and created[-1] <= after
+        # Paced against the loop's monotonic clock, stamped with the wall clock: 1 ms of slack.
+        assert all(t - created[0] >= i * NS // 100 - NS // 1000 for i, t in enumerate(created))
         assert all(a["id"] in sim.alerts for a in made)
 
     async def test_nothing_at_rate_zero(self, sim: PantherSimulator) -> None:
@@ -778,8 +746,12 @@ class TestProduce:
 
     async def test_visible_while_producing(self, sim: PantherSimulator, client) -> None:
         task = asyncio.create_task(sim.produce(200, 0.3))
-        await asyncio.sleep(0.1)
-        assert len(await list_all(client)) > 0
+
+        async def listed() -> bool:
+            return bool(await list_all(client))
+
+        await wait_until(listed, 5, what="an alert listed")
+        assert not task.done()
         made = await task
         assert len(await list_all(client)) == len(made)
 
@@ -805,8 +777,11 @@ class TestServe:
         ) as session:
             first = await list_all(session, limit=50)
             assert len(first) >= 120
-            await asyncio.sleep(0.1)
-            assert len(await list_all(session, limit=50)) > len(first)
+
+            async def grown() -> bool:
+                return len(await list_all(session, limit=50)) > len(first)
+
+            await wait_until(grown, 5, what="alerts produced after the first listing")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -859,7 +834,7 @@ class TestLateListingAndHostileFaults:
         status, _ = await get(client, f"/alerts/{late['id']}")
         assert status == 404
         assert sim.unlisted == 1
-        await asyncio.sleep(0.35)
+        await wait_until(lambda: sim.unlisted == 0, 5, what="the late alert indexed")
         _, body = await get(client, "/alerts", **{"sort-dir": "asc"})
         # Listed now, and in createdAt order: behind the newer one it trails.
         assert [a["id"] for a in body["results"]] == [late["id"], newer["id"]]

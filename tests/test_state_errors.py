@@ -11,25 +11,15 @@ import asyncio
 import os
 import random
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import structlog
 import yaml
-from harness import Rig, all_delivered, make_rig, metric, running, sample_event, wait_until
+from harness import Rig, all_delivered, metric, running, sample_event, wait_until
 
-from bridge import cli
-from bridge.errors import (
-    StateAccessError,
-    StateBusyError,
-    StateCorruptError,
-    StateError,
-    StateFullError,
-    StateIOError,
-    StateLockedError,
-)
+from bridge import cli, errors
 from bridge.outbox import Outbox, state_error
 
 # SQLite's largest page count: "no limit" again after a test made the disk "full".
@@ -67,7 +57,7 @@ def write_config(tmp_path: Path, state: Path) -> Path:
 class TestDamagedFile:
     """A file that is no SQLite database, or fails its integrity check, is refused with the fix."""
 
-    def assert_says_what_to_do(self, exc: StateError, path: Path) -> None:
+    def assert_says_what_to_do(self, exc: errors.StateError, path: Path) -> None:
         text = str(exc)
         assert f"state.path {path} is damaged" in text
         assert "restore it from a backup" in text and "move it aside" in text
@@ -76,7 +66,7 @@ class TestDamagedFile:
     def test_random_bytes(self, tmp_path: Path) -> None:
         path = tmp_path / "bridge.db"
         path.write_bytes(random.Random(1).randbytes(64 * 1024))
-        with pytest.raises(StateCorruptError) as info:
+        with pytest.raises(errors.StateCorruptError) as info:
             Outbox.open(path)
         self.assert_says_what_to_do(info.value, path)
         assert not info.value.retriable and info.value.reason == "corrupt"
@@ -89,7 +79,7 @@ class TestDamagedFile:
         with path.open("r+b") as f:
             f.seek(size // 2)
             f.write(random.Random(2).randbytes(8 * 4096))
-        with pytest.raises(StateCorruptError) as info:
+        with pytest.raises(errors.StateCorruptError) as info:
             Outbox.open(path)
         self.assert_says_what_to_do(info.value, path)
         # Refused before anything was written to it (no WAL switch, no schema upgrade).
@@ -125,7 +115,7 @@ class TestDiskFull:
         try:
             outbox.record([sample_event(0)], watermark=10.0)
             fill_disk(outbox)
-            with pytest.raises(StateFullError) as info:
+            with pytest.raises(errors.StateFullError) as info:
                 outbox.record([sample_event(i) for i in range(1, 500)], watermark=99.0)
             exc = info.value
             assert exc.retriable and exc.reason == "disk_full"
@@ -172,7 +162,7 @@ class TestLockFile:
             return real_open(file, flags, *args, **kwargs)
 
         monkeypatch.setattr("bridge.state.sqlite_errors.os.open", refusing_open)
-        with pytest.raises(StateAccessError) as info:
+        with pytest.raises(errors.StateAccessError) as info:
             Outbox.open(path)
         text = str(info.value)
         assert f"lock file {lock} exists but cannot be opened for writing" in text
@@ -190,20 +180,20 @@ class TestLockFile:
             return real_open(file, flags, *args, **kwargs)
 
         monkeypatch.setattr("bridge.state.sqlite_errors.os.open", refusing_open)
-        with pytest.raises(StateAccessError, match="cannot create lock file"):
+        with pytest.raises(errors.StateAccessError, match="cannot create lock file"):
             Outbox.open(path)
 
     def test_held_lock(self, tmp_path: Path) -> None:
         path = tmp_path / "bridge.db"
         first = Outbox.open(path)
         try:
-            with pytest.raises(StateLockedError, match="in use by another bridge process"):
+            with pytest.raises(errors.StateLockedError, match="in use by another bridge process"):
                 Outbox.open(path)
         finally:
             first.close()
 
     def test_state_path_is_a_directory(self, tmp_path: Path) -> None:
-        with pytest.raises(StateAccessError, match="is a directory"):
+        with pytest.raises(errors.StateAccessError, match="is a directory"):
             Outbox.open(tmp_path)
 
 
@@ -212,18 +202,12 @@ class TestNoChainedImportError:
 
     def test_run_loop(self) -> None:
         async def failing() -> None:
-            raise StateFullError("state.path x: the disk is full")
+            raise errors.StateFullError("state.path x: the disk is full")
 
-        with pytest.raises(StateFullError) as info:
+        with pytest.raises(errors.StateFullError) as info:
             cli.run_loop(failing())
         assert info.value.__context__ is None
         assert info.value.__cause__ is None
-
-
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    async with make_rig(tmp_path) as rig:
-        yield rig
 
 
 class TestServiceOnAFullDisk:
@@ -266,17 +250,18 @@ class TestStateErrorMapping:
     @pytest.mark.parametrize(
         ("exc", "kind", "says"),
         [
-            (sqlite3.OperationalError("database or disk is full"), StateFullError, "disk is full"),
-            (sqlite3.DatabaseError("database disk image is malformed"), StateCorruptError,
+            (sqlite3.OperationalError("database or disk is full"), errors.StateFullError,
+             "disk is full"),
+            (sqlite3.DatabaseError("database disk image is malformed"), errors.StateCorruptError,
              "is damaged"),
-            (sqlite3.OperationalError("database is locked"), StateBusyError, "busy timeout"),
-            (sqlite3.OperationalError("attempt to write a readonly database"), StateAccessError,
-             "must be writable"),
-            (sqlite3.OperationalError("disk I/O error"), StateIOError, "I/O error"),
-            (sqlite3.OperationalError("no such table: queue"), StateError, "no such table"),
+            (sqlite3.OperationalError("database is locked"), errors.StateBusyError, "busy timeout"),
+            (sqlite3.OperationalError("attempt to write a readonly database"),
+             errors.StateAccessError, "must be writable"),
+            (sqlite3.OperationalError("disk I/O error"), errors.StateIOError, "I/O error"),
+            (sqlite3.OperationalError("no such table: queue"), errors.StateError, "no such table"),
         ],
     )
-    def test_mapping(self, exc: sqlite3.Error, kind: type[StateError], says: str) -> None:
+    def test_mapping(self, exc: sqlite3.Error, kind: type[errors.StateError], says: str) -> None:
         error = state_error(exc, Path("/var/lib/bridge/bridge.db"), "record")
         assert type(error) is kind
         assert says in str(error) and "state.path /var/lib/bridge/bridge.db" in str(error)
@@ -286,7 +271,7 @@ class TestStateErrorMapping:
         outbox = Outbox.open(tmp_path / "bridge.db")
         try:
             outbox._conn.execute("DROP TABLE dead_letters")
-            with pytest.raises(StateError, match="no such table: dead_letters") as info:
+            with pytest.raises(errors.StateError, match="no such table: dead_letters") as info:
                 outbox.dead_letters()
             assert isinstance(info.value.__cause__, sqlite3.OperationalError)
         finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from harness import make_rig, running, wait_until
+from harness import Rig, running, wait_until
 
 from bridge.config import load_config
 from bridge.state import default_namespace, namespace_of, open_state
@@ -21,17 +21,16 @@ def pg_settings(rig, url: str, namespace: str | None, **sections):
 
 
 async def test_the_service_delivers_everything_once_and_leads_alone(
-    tmp_path: Path, postgres_url: str, pg_namespace: str
+    rig: Rig, postgres_url: str, pg_namespace: str
 ) -> None:
-    async with make_rig(tmp_path) as rig:
-        expected = set(rig.generate(120))
-        settings = pg_settings(rig, postgres_url, pg_namespace)
-        async with running(settings) as bridge:
-            await wait_until(lambda: expected <= set(rig.delivered()), 30, what="delivery")
-            assert bridge.health.role == "leader" and bridge.leadership.term >= 1
-            assert bridge.metrics.leader._value.get() == 1
-        assert set(rig.delivered()) == expected
-        assert all(n == 1 for n in rig.delivered().values())
+    expected = set(rig.generate(120))
+    settings = pg_settings(rig, postgres_url, pg_namespace)
+    async with running(settings) as bridge:
+        await wait_until(lambda: expected <= set(rig.delivered()), 30, what="delivery")
+        assert bridge.health.role == "leader" and bridge.leadership.term >= 1
+        assert bridge.metrics.leader._value.get() == 1
+    assert set(rig.delivered()) == expected
+    assert all(n == 1 for n in rig.delivered().values())
     store = PostgresStore.open(postgres_url, pg_namespace)
     try:
         assert store.counts()["sent"] == 120 and store.watermark() is not None

@@ -22,6 +22,7 @@ from shared_docs import shared_file
 
 from bridge import __version__
 from bridge.config import load_config
+from bridge.metrics import Metrics
 from bridge.service import Bridge
 from bridge.sim import serve_app
 from bridge.sim.bigpanda import BigPandaSimulator
@@ -240,3 +241,32 @@ def test_design_md_lists_the_same_metrics() -> None:
     section = shared_file("DESIGN.md").read_text().split("**Metrics**", 1)[1].split("\n\n", 1)[0]
     named = set(re.findall(r"`(bridge_[a-z_]+)", section))
     assert named == set(DESIGN_METRICS)
+
+
+class TestRegistry:
+    """bridge.metrics declares every metric once, with help text, in one registry per instance."""
+
+    def test_instances_do_not_share_counts(self) -> None:
+        one, two = Metrics(), Metrics()
+        one.events_received.labels(kind="alert").inc(5)
+        value = two.registry.get_sample_value
+        assert value("bridge_events_received_total", {"kind": "alert"}) is None
+        assert one.registry.get_sample_value(
+            "bridge_events_received_total", {"kind": "alert"}
+        ) == 5
+
+    def test_names_follow_the_prometheus_guide(self) -> None:
+        families = [f for f in Metrics().registry.collect() if f.name.startswith("bridge_")]
+        assert {f"{f.name}_total" if f.type == "counter" else f.name for f in families} >= set(
+            DESIGN_METRICS
+        )
+        for family in families:
+            assert family.documentation.strip(), f"{family.name} has no help text"
+            assert not family.name.endswith(("_ms", "_milliseconds", "_minutes")), family.name
+            if family.type == "counter":  # exposed as `<name>_total` (and `_created`)
+                assert all(s.name.endswith(("_total", "_created")) for s in family.samples)
+
+    def test_build_info_is_set_at_start(self) -> None:
+        assert Metrics().registry.get_sample_value(
+            "bridge_build_info", {"version": __version__}
+        ) == 1
