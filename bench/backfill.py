@@ -24,10 +24,10 @@ import aiohttp
 from bench.common import Processes, free_port, print_json
 from bridge.metrics import Metrics
 from bridge.normalize import MappingRules
-from bridge.outbox import Outbox
 from bridge.panther.client import PantherClient
 from bridge.poller import Poller, PollResult
 from bridge.sim.panther import DEFAULT_TOKEN
+from bridge.state.sqlite import Outbox
 
 TOKEN = DEFAULT_TOKEN
 WINDOW = 3600.0  # `bridge sim panther --alerts N` spreads them over the last hour

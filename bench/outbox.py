@@ -29,9 +29,10 @@ from bridge.intake import alert_key
 from bridge.intake import tracked_form as _tracked_form
 from bridge.mapping import MappingRules
 from bridge.normalize import EVENT_ALERT, normalize
-from bridge.outbox import NewEvent, Outbox, TrackedAlert
 from bridge.panther.models import Alert
 from bridge.sim.panther import PantherSimulator
+from bridge.state.records import NewEvent, TrackedAlert
+from bridge.state.sqlite import Outbox
 
 GROUP = 400  # alerts per intake transaction: 8 pages of 50
 BATCH = 100  # events per delivered batch

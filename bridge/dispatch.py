@@ -44,8 +44,9 @@ from bridge.errors import ApiError, AuthError, BridgeError, FencedError, StateEr
 from bridge.failures import Action, action_for, retry_after_of, status_of
 from bridge.health import Health
 from bridge.metrics import Metrics
-from bridge.outbox import Outbox, PendingEvent
 from bridge.retry import RetryPolicy
+from bridge.state.records import PendingEvent
+from bridge.state.sqlite import Outbox
 
 log = structlog.get_logger("bridge.dispatch")
 

@@ -24,8 +24,8 @@ from pydantic import ValidationError
 
 from bridge.metrics import Metrics
 from bridge.normalize import EVENT_ALERT, Invalid, MappingRules, normalize, validation_summary
-from bridge.outbox import NewEvent, Rejected
 from bridge.panther.models import Alert
+from bridge.state.records import NewEvent, Rejected
 
 log = structlog.get_logger("bridge.intake")
 

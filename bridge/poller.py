@@ -58,10 +58,11 @@ from bridge.intake import (
 )
 from bridge.metrics import Metrics
 from bridge.normalize import EVENT_ALERT, MappingRules
-from bridge.outbox import NewEvent, Outbox, Rejected, TrackedAlert
 from bridge.panther.client import PantherClient
 from bridge.panther.models import Alert, AlertPage
 from bridge.routing import Dropped, Router
+from bridge.state.records import NewEvent, Rejected, TrackedAlert
+from bridge.state.sqlite import Outbox
 from bridge.timeutil import parse_timestamp
 
 log = structlog.get_logger("bridge.poller")

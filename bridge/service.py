@@ -33,7 +33,6 @@ from bridge.leadership import Leadership
 from bridge.logs import scrubber
 from bridge.metrics import Metrics
 from bridge.normalize import MappingRules
-from bridge.outbox import Outbox
 from bridge.panther.client import PantherClient
 from bridge.panther.writes import PantherWrites
 from bridge.periodic import every
@@ -42,6 +41,7 @@ from bridge.retry import RetryPolicy
 from bridge.routing import Router
 from bridge.server import build_app
 from bridge.state import namespace_of, open_lease, open_state, shown_state, state_url
+from bridge.state.sqlite import Outbox
 from bridge.status_sync import StatusSync, SyncResult
 from bridge.sync_back import SyncBack, SyncBackResult
 from bridge.writeback import WriteBack

@@ -67,10 +67,11 @@ from bridge.intake import (
 )
 from bridge.metrics import Metrics
 from bridge.normalize import EVENT_EVENT_COUNT, EVENT_STATUS_CHANGE
-from bridge.outbox import NewEvent, Outbox, Rejected, TrackedAlert
 from bridge.panther.client import PantherClient
 from bridge.panther.models import Alert
 from bridge.poller import Forwarding
+from bridge.state.records import NewEvent, Rejected, TrackedAlert
+from bridge.state.sqlite import Outbox
 
 log = structlog.get_logger("bridge.status_sync")
 

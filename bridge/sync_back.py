@@ -37,7 +37,8 @@ import structlog
 from bridge.bigpanda.incidents import MAX_EXPANDED_PAGE, BigPandaIncidents
 from bridge.config import SyncBackSettings
 from bridge.metrics import Metrics
-from bridge.outbox import NewEvent, Outbox
+from bridge.state.records import NewEvent
+from bridge.state.sqlite import Outbox
 
 log = structlog.get_logger("bridge.sync_back")
 

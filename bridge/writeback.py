@@ -28,9 +28,10 @@ import structlog
 from bridge.errors import AuthError, BridgeError, retry_reason
 from bridge.health import Health
 from bridge.metrics import Metrics
-from bridge.outbox import WRITEBACK_KINDS, Outbox, PendingEvent
 from bridge.panther.writes import PantherWrites
 from bridge.retry import RetryPolicy
+from bridge.state.records import WRITEBACK_KINDS, PendingEvent
+from bridge.state.sqlite import Outbox
 from bridge.sync_back import KIND_COMMENT, KIND_STATUS
 
 log = structlog.get_logger("bridge.writeback")

@@ -26,11 +26,12 @@ import yaml
 
 from bridge.config import Settings, load_config
 from bridge.errors import ConfigError
-from bridge.outbox import NewEvent, Outbox, PendingEvent
 from bridge.service import Bridge
 from bridge.sim import serve_app
 from bridge.sim.bigpanda import ALERTS_PATH, BigPandaSimulator, RequestRecord
 from bridge.sim.panther import PantherSimulator
+from bridge.state.records import NewEvent, PendingEvent
+from bridge.state.sqlite import Outbox
 
 REPO = Path(__file__).resolve().parent.parent
 PANTHER_TOKEN = "test-panther-token"

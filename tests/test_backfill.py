@@ -11,9 +11,9 @@ import pytest
 from harness import Rig
 
 from bridge import cli
-from bridge.outbox import Outbox
 from bridge.service import Bridge
 from bridge.sim.panther import RequestRecord, parse_instant_ns
+from bridge.state.sqlite import Outbox
 
 
 def alert_listings(rig: Rig) -> list[RequestRecord]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from harness import Rig, kill_and_show_log, make_rig, spawn, wait_until
 
-from bridge.outbox import Outbox
+from bridge.state.sqlite import Outbox
 
 ALERTS = 2000
 KILLS = 10

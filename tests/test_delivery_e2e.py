@@ -23,8 +23,8 @@ from harness import (
 )
 
 from bridge.config import Settings
-from bridge.outbox import Outbox
 from bridge.service import Bridge
+from bridge.state.sqlite import Outbox
 
 # Timestamps come from two clocks (the bridge's time.time, the simulator's monotonic): allow this.
 CLOCK_SLACK = 0.02

@@ -10,8 +10,9 @@ import pytest
 from harness import Rig, sample_event
 
 from bridge.cli import main
-from bridge.outbox import Outbox, Rejected
 from bridge.service import Bridge
+from bridge.state.records import Rejected
+from bridge.state.sqlite import Outbox
 
 DAY = 86_400.0
 BODY_400 = '{"status":"failure","error":"alerts[0].host: no primary property"}'

@@ -14,8 +14,8 @@ from structlog.testing import capture_logs
 from bridge import intake
 from bridge.metrics import Metrics
 from bridge.normalize import DEFAULT_RULES
-from bridge.outbox import NewEvent, Rejected
 from bridge.panther.models import Alert
+from bridge.state.records import NewEvent, Rejected
 
 RAW: dict[str, Any] = {
     "id": "a1",

@@ -119,7 +119,7 @@ async def test_a_leader_whose_lease_is_taken_stops_its_work_and_is_fenced(pair) 
 
 
 async def test_sqlite_is_always_leader_at_term_zero(tmp_path) -> None:
-    from bridge.outbox import Outbox
+    from bridge.state.sqlite import Outbox
 
     box = Outbox.open(tmp_path / "b.db")
     metrics, health = Metrics(), Health(poll_interval=1.0)
@@ -146,8 +146,8 @@ async def test_a_batch_answered_after_the_lease_was_lost_is_not_recorded(
 
     from bridge.bigpanda.client import BigPandaClient
     from bridge.dispatch import Dispatcher
-    from bridge.outbox import NewEvent
     from bridge.retry import RetryPolicy
+    from bridge.state.records import NewEvent
 
     store = PostgresStore.open(postgres_url, pg_namespace)
     lease = Lease(postgres_url, pg_namespace, ttl=30.0, holder="old")

@@ -8,9 +8,9 @@ import time
 import psycopg
 import pytest
 
-from bridge.outbox import NewEvent
 from bridge.state.lease import Lease
 from bridge.state.postgres import FencedError, PostgresStore
+from bridge.state.records import NewEvent
 
 
 def event(alert_id: str) -> NewEvent:

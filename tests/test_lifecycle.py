@@ -21,11 +21,11 @@ import pytest
 from harness import BIGPANDA_TOKEN, PANTHER_TOKEN, Rig, wait_until
 
 from bridge.config import Settings
-from bridge.outbox import Outbox
 from bridge.service import Bridge
 from bridge.sim import serve_app
 from bridge.sim.bigpanda import BigPandaSimulator, RequestRecord
 from bridge.sim.panther import PantherSimulator
+from bridge.state.sqlite import Outbox
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 

@@ -11,7 +11,8 @@ import pytest
 from harness import RecordingOutbox, sample_event
 
 from bridge.errors import StateError
-from bridge.outbox import NewEvent, Outbox, Rejected, TrackedAlert
+from bridge.state.records import NewEvent, Rejected, TrackedAlert
+from bridge.state.sqlite import Outbox
 
 
 def event(alert_id: str, *, app_key: str = "k", payload: bytes | None = None) -> NewEvent:
@@ -413,3 +414,12 @@ class TestSchema1Upgrade:
         # Opening again: the column is there, nothing to add.
         with contextlib.closing(Outbox.open(path)) as outbox:
             assert outbox.tracked()[0].event_count == 4
+
+
+def test_the_old_module_keeps_its_names_for_scripts() -> None:
+    import bridge.outbox as old
+    from bridge.state import records, sqlite
+
+    assert old.Outbox is sqlite.Outbox and old.NewEvent is records.NewEvent
+    assert set(records.__all__) <= set(old.__all__)
+    assert all(getattr(old, name) is getattr(records, name) for name in records.__all__)

@@ -17,12 +17,12 @@ from bridge.errors import RetriableApiError
 from bridge.filters import AlertFilter
 from bridge.metrics import Metrics
 from bridge.normalize import MappingRules
-from bridge.outbox import Outbox
 from bridge.panther.client import PantherClient
 from bridge.poller import Poller, watermark_key
 from bridge.service import Bridge
 from bridge.sim import serve_app
 from bridge.sim.panther import PantherSimulator
+from bridge.state.sqlite import Outbox
 
 
 class Setup:

@@ -8,8 +8,8 @@ import pytest
 from harness import Rig
 
 from bridge.errors import ConfigError
-from bridge.outbox import Outbox
 from bridge.service import Bridge
+from bridge.state.sqlite import Outbox
 
 
 class TestStartUp:

@@ -20,7 +20,7 @@ import yaml
 from harness import Rig, all_delivered, metric, running, sample_event, wait_until
 
 from bridge import cli, errors
-from bridge.outbox import Outbox, state_error
+from bridge.state.sqlite import Outbox, state_error
 
 # SQLite's largest page count: "no limit" again after a test made the disk "full".
 NO_LIMIT = 1_073_741_823

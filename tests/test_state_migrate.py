@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import main
-from bridge.outbox import NewEvent, Outbox, Rejected, TrackedAlert
 from bridge.state.postgres import PostgresStore
+from bridge.state.records import NewEvent, Rejected, TrackedAlert
+from bridge.state.sqlite import Outbox
 
 
 def ev(alert_id: str, kind: str = "alert", status: str = "critical") -> NewEvent:

@@ -40,7 +40,7 @@ async def test_the_service_delivers_everything_once_and_leads_alone(
 
 
 def test_state_survives_reopen_and_jobs_too(postgres_url: str, pg_namespace: str) -> None:
-    from bridge.outbox import NewEvent
+    from bridge.state.records import NewEvent
 
     box = PostgresStore.open(postgres_url, pg_namespace)
     box.record([NewEvent("a:alert", "a", "alert", "critical", "k", b"{}", 1.0)], watermark=42.0)
@@ -57,7 +57,7 @@ def test_state_survives_reopen_and_jobs_too(postgres_url: str, pg_namespace: str
 
 def test_open_state_picks_the_backend_and_the_namespace(tmp_path: Path, postgres_url: str):
     from bridge.config import StateSettings
-    from bridge.outbox import Outbox
+    from bridge.state.sqlite import Outbox
 
     sqlite = open_state(StateSettings(path=str(tmp_path / "b.db")), namespace="x")
     assert isinstance(sqlite, Outbox)
@@ -155,7 +155,7 @@ def test_a_burst_refreshes_the_planner_statistics_so_due_walks_the_queue_in_orde
 ) -> None:
     """After a burst, stale statistics make `due` sort the whole queue each time; the store
     analyzes once the queue has grown past what the statistics describe."""
-    from bridge.outbox import NewEvent
+    from bridge.state.records import NewEvent
 
     def events(start: int, n: int) -> list[NewEvent]:
         return [

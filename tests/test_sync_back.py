@@ -12,10 +12,11 @@ import pytest
 from bridge.bigpanda.incidents import BigPandaIncidents
 from bridge.config import SyncBackSettings
 from bridge.metrics import Metrics
-from bridge.outbox import WRITEBACK_KINDS, Outbox, TrackedAlert
 from bridge.sim import serve_app
 from bridge.sim.bigpanda import BigPandaSimulator
 from bridge.sim.bigpanda_incidents import DEFAULT_USER_API_KEY, IncidentStore
+from bridge.state.records import WRITEBACK_KINDS, TrackedAlert
+from bridge.state.sqlite import Outbox
 from bridge.sync_back import (
     COMMENTED,
     OTHER,

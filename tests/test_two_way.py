@@ -10,8 +10,9 @@ from typing import Any
 
 from harness import Rig, kill_and_show_log, metric, running, settled, spawn, wait_until
 
-from bridge.outbox import WRITEBACK_KINDS, Outbox
 from bridge.sim.bigpanda_incidents import DEFAULT_USER_API_KEY, RESOURCES
+from bridge.state.records import WRITEBACK_KINDS
+from bridge.state.sqlite import Outbox
 
 WAIT = 30.0
 

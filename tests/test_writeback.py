@@ -12,11 +12,12 @@ import pytest
 
 from bridge.health import Health
 from bridge.metrics import Metrics
-from bridge.outbox import WRITEBACK_KINDS, NewEvent, Outbox
 from bridge.panther.writes import PantherWrites
 from bridge.retry import RetryPolicy
 from bridge.sim import serve_app
 from bridge.sim.panther import PantherSimulator
+from bridge.state.records import WRITEBACK_KINDS, NewEvent
+from bridge.state.sqlite import Outbox
 from bridge.sync_back import KIND_COMMENT, KIND_STATUS, writeback_key
 from bridge.writeback import WriteBack
 

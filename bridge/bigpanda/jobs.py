@@ -21,8 +21,8 @@ import structlog
 from bridge.bigpanda.client import BigPandaClient
 from bridge.errors import ApiError, BridgeError, StateError
 from bridge.metrics import Metrics
-from bridge.outbox import Outbox
 from bridge.retry import RetryPolicy
+from bridge.state.sqlite import Outbox
 
 if TYPE_CHECKING:  # the dispatcher imports this module
     from bridge.dispatch import Dispatcher
