@@ -214,11 +214,11 @@ class SyncBack:
         incident_id, activity_id = str(incident["id"]), str(activity["id"])
         params = activity.get("params") if isinstance(activity.get("params"), dict) else {}
         comment = str(params.get("comment") or params.get("comments") or "").strip()
-        if meaning in (OWN_RESOLUTION, REOPENED, OTHER) or (actor and str(actor) in
-                                                          self._own_users):
+        own = meaning == OWN_RESOLUTION or bool(actor and str(actor) in self._own_users)
+        if own or meaning in (REOPENED, OTHER):
             # The bridge's own doing (its ok events, its own user), or nothing to write.
             result.skipped += 1
-            reason = "own" if meaning == OWN_RESOLUTION or actor else "ignored"
+            reason = "own" if own else "ignored"
             log.debug("sync_back.skipped", incident_id=incident_id, activity_id=activity_id,
                       type=activity.get("type"), reason=reason)
             self._metrics.writebacks.labels(kind="activity", outcome=f"skipped_{reason}").inc()

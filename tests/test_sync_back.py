@@ -129,6 +129,40 @@ class TestSyncBack:
             ("writeback_status", "p3", "CLOSED")
         ]
 
+    @pytest.mark.parametrize("enabled", [True, False])
+    async def test_acknowledged_moves_open_alerts_to_triaged_only_when_asked(
+        self, rig: Rig, enabled: bool
+    ) -> None:
+        # p0 is OPEN in Panther, p1 already RESOLVED there: only OPEN alerts go TRIAGED.
+        rig.outbox.record([], track=[TrackedAlert("p0", 1.0, "OPEN", 0, b"{}"),
+                                     TrackedAlert("p1", 1.0, "RESOLVED", 1, b"{}")])
+        sync = rig.sync_back(acknowledge_to_triaged=enabled)
+        await sync.sync()
+        rig.store.add_activity(rig.store.incident_of("panther-p0").id, "incident_acknowledged",
+                               user="noc-jane")
+        result = await sync.sync()
+        if enabled:
+            assert rig.queued() == [("writeback_status", "p0", "TRIAGED")]
+        else:
+            assert rig.queued() == [] and result.skipped == 1
+
+    async def test_skips_are_counted_by_why(self, rig: Rig) -> None:
+        metrics = Metrics()
+        config = SyncBackSettings(enabled=True, api_key="k", environment_id="sim-env",
+                                  ignore_user_ids=["bridge-bot"])
+        sync = SyncBack(rig.client, rig.outbox, metrics, config)
+        await sync.sync()
+        incident = rig.store.incident_of("panther-p0").id
+        rig.store.add_activity(incident, "incident_snoozed", user="noc-jane")  # nothing to write
+        rig.store.comment_incident(incident, "bridge-bot", "echo")  # the bridge's own user
+        await sync.sync()
+
+        def skipped(reason: str) -> float:
+            counter = metrics.writebacks.labels(kind="activity", outcome=f"skipped_{reason}")
+            return counter._value.get()
+
+        assert (skipped("ignored"), skipped("own")) == (1, 1)
+
 
 def test_odd_timestamps_are_tolerated() -> None:
     from bridge.sync_back import _stamp
