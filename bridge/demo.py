@@ -134,6 +134,8 @@ async def run_demo(*, alerts: int = 25, timeout: float = 60.0, out=print) -> int
     out(f"Late-indexed alerts caught:        {len(late_ids & _alert_ids(bigpanda))} of "
         f"{len(late_ids)} (listed {LATE_BY:g}s after their createdAt, behind "
         f"{len(expected) - len(initial) - len(late_ids)} newer ones)")
+    out(f"All new alerts in BigPanda:        {len(_alert_ids(bigpanda) & expected)} of "
+        f"{len(expected)} generated (what the counters below count)")
     out(f"Status changes made in Panther:    {len(changes)} ({_tally(changes.values())})")
     out(
         f"Status-change events in BigPanda:  {len(change_events)} "

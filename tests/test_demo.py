@@ -14,6 +14,8 @@ class TestDemo:
         out = capsys.readouterr().out
         assert "Alerts generated in Panther:       10" in out
         assert "New-alert events in BigPanda:      10" in out
+        # 10, then 2 late-indexed ones and 2 newer ones behind which they are listed
+        assert "All new alerts in BigPanda:        14 of 14 generated" in out
         assert "Status-change events in BigPanda:  6 (acknowledged=2, ok=4)" in out
         assert "/metrics" in out and "exactly once" in out
 
