@@ -15,7 +15,6 @@ out without enrichment and `bridge_catalog_errors_total{reason}` counts it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -26,6 +25,7 @@ from bridge.errors import AuthError, BridgeError
 from bridge.metrics import Metrics
 from bridge.panther.client import PantherClient
 from bridge.panther.models import Alert
+from bridge.periodic import every
 
 log = structlog.get_logger("bridge.catalog")
 
@@ -87,15 +87,15 @@ class Catalog:
     async def run(self, stopping: asyncio.Event) -> None:
         """Refresh now and then every `refresh_interval` (sooner again after a failure)."""
         failures = 0
+
+        def wait() -> float:
+            if not failures:
+                return self.refresh_interval
+            return min(self.refresh_interval, 5.0 * 2 ** min(failures, 10))
+
         try:
-            while not stopping.is_set():
-                ok = await self.refresh()
-                failures = 0 if ok else failures + 1
-                wait = self.refresh_interval
-                if not ok:
-                    wait = min(wait, 5.0 * 2 ** min(failures, 10))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), wait)
+            async for _ in every(wait, stopping):
+                failures = 0 if await self.refresh() else failures + 1
         finally:
             self.close()
 

@@ -28,6 +28,7 @@ import structlog
 from bridge.errors import BridgeError
 from bridge.health import Health
 from bridge.metrics import Metrics
+from bridge.periodic import pause
 
 log = structlog.get_logger("bridge.leadership")
 
@@ -134,8 +135,7 @@ class Leadership:
             if term is not None:
                 self._deadline = started + self.ttl - self.margin
                 return term
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), self.interval)
+            await pause(stopping, self.interval)
         return None
 
     async def _lead(self, term: int, stopping: asyncio.Event, work: Work) -> None:
@@ -175,8 +175,7 @@ class Leadership:
             if not stopping.is_set():
                 # The work failed (the database went away, ...): give another replica the first
                 # chance, then try again.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), self.ttl)
+                await pause(stopping, self.ttl)
         finally:
             for task in (work_task, renew_task, stop_task):
                 task.cancel()

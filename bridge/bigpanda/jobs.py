@@ -10,7 +10,6 @@ without end. Jobs live in the outbox, so they survive restarts.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -21,6 +20,7 @@ import structlog
 from bridge.bigpanda.client import BigPandaClient
 from bridge.errors import ApiError, BridgeError, StateError
 from bridge.metrics import Metrics
+from bridge.periodic import every
 from bridge.retry import RetryPolicy
 from bridge.state.sqlite import Outbox
 
@@ -53,10 +53,8 @@ class JobTracker:
         self._clock = clock
 
     async def run(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
+        async for _ in every(self._poll_interval, stopping):
             await self.poll_all()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), self._poll_interval)
 
     async def poll_all(self) -> None:
         try:
