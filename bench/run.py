@@ -289,15 +289,17 @@ async def await_first_request(run: BridgeRun, sims: SimsHandle) -> None:
 
 async def wait_caught_up(
     what: str, run: BridgeRun, sims: SimsHandle, n: int, *, timeout: float | None = None,
-    every: float = 0.2,
+    every: float = 0.2, produced: bool = False,
 ) -> dict[str, Any]:
-    """The simulators' stats once BigPanda has accepted `n` alerts; the bridge's memory is
-    sampled meanwhile. Default timeout: 2 minutes plus 50 alerts a second."""
+    """The simulators' stats once BigPanda has accepted `n` alerts (with `produced`: once the
+    Panther simulator has also made all `n`, for alerts produced at a rate); the bridge's memory
+    is sampled meanwhile. Default timeout: 2 minutes plus 50 alerts a second."""
 
     async def delivered() -> dict[str, Any] | None:
         run.sample()
         stats = await sims.stats()
-        return stats if stats["accepted_alerts"] >= n else None
+        made = not produced or stats["produced"] >= n
+        return stats if made and stats["accepted_alerts"] >= n else None
 
     timeout = 120 + n / 50 if timeout is None else timeout
     return await wait_until(what, delivered, timeout, every=every, alive=run.proc)
@@ -439,15 +441,8 @@ async def scenario_steady(procs: Processes, opts: Options, workdir: Path) -> dic
         await await_first_request(run, sims)
         cpu_start = cpu_seconds(run.pid)
         await sims.post("/produce", rate=opts.steady_rate, duration=opts.steady_seconds)
-
-        async def delivered() -> bool:
-            run.sample()
-            stats = await sims.stats()
-            return stats["produced"] >= total and stats["accepted_alerts"] >= total
-
-        await wait_until(
-            "steady delivery", delivered, opts.steady_seconds + 60, every=0.25, alive=run.proc
-        )
+        await wait_caught_up("steady delivery", run, sims, total,
+                             timeout=opts.steady_seconds + 60, every=0.25, produced=True)
         cpu = cpu_seconds(run.pid) - cpu_start
         latency = await sims.get("/latency")
         mem = run.sample()
@@ -490,12 +485,8 @@ async def scenario_late(procs: Processes, opts: Options, workdir: Path) -> dict[
         await await_first_request(run, sims)
         await sims.post("/produce", rate=opts.late_rate, duration=seconds,
                         late_fraction=opts.late_fraction, late_by=opts.late_by)
-
-        async def delivered() -> bool:
-            stats = await sims.stats()
-            return stats["produced"] >= total and stats["accepted_alerts"] >= total
-
-        await wait_until("late delivery", delivered, seconds + 60, every=0.25, alive=run.proc)
+        await wait_caught_up("late delivery", run, sims, total, timeout=seconds + 60,
+                             every=0.25, produced=True)
         late = await sims.get("/latency?late=1")
     # At storm volume the sweep keeps to its share of requests, so late alerts wait longer than
     # at normal volume: shown, without a bound (the default timing, as in the steady scenario).
@@ -510,15 +501,10 @@ async def scenario_late(procs: Processes, opts: Options, workdir: Path) -> dict[
         await await_first_request(run, sims)
         await sims.post("/produce", rate=opts.steady_rate, duration=storm_seconds,
                         late_fraction=opts.late_fraction, late_by=opts.late_by)
-
-        async def storm_delivered() -> bool:
-            stats = await sims.stats()
-            return stats["produced"] >= storm_total and stats["accepted_alerts"] >= storm_total
-
-        await wait_until("storm delivery", storm_delivered, storm_seconds + 600, every=0.25,
-                         alive=run.proc)
+        storm_stats = await wait_caught_up("storm delivery", run, sims, storm_total,
+                                           timeout=storm_seconds + 600, every=0.25,
+                                           produced=True)
         storm = await sims.get("/latency?late=1")
-        storm_stats = await sims.stats()
     small = 137
     say(f"late: catch-up of {small} alerts over 30 minutes")
     async with (
