@@ -154,7 +154,8 @@ def test_a_burst_refreshes_the_planner_statistics_so_due_walks_the_queue_in_orde
     postgres_url: str, pg_namespace: str
 ) -> None:
     """After a burst, stale statistics make `due` sort the whole queue each time; the store
-    analyzes once the queue has grown past what the statistics describe."""
+    analyzes the queue once it has grown past what its statistics describe, and the ever-growing
+    events table (which `due` joins) once it has grown by a tenth."""
     from bridge.state.records import NewEvent
 
     def events(start: int, n: int) -> list[NewEvent]:
@@ -165,10 +166,10 @@ def test_a_burst_refreshes_the_planner_statistics_so_due_walks_the_queue_in_orde
 
     box = PostgresStore.open(postgres_url, pg_namespace)
     try:
-        def planner_rows() -> float:
+        def planner_rows(table: str = "queue") -> float:
             return box._read(
                 "SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
-                (f"{box.schema}.queue",),
+                (f"{box.schema}.{table}",),
             )[0][0]
 
         box.record(events(0, 300))
@@ -178,7 +179,20 @@ def test_a_burst_refreshes_the_planner_statistics_so_due_walks_the_queue_in_orde
         box.record(events(1200, 600))  # the queue has not doubled: the statistics still hold
         assert planner_rows() == 1200
         box.record(events(1800, 700))
-        assert planner_rows() == 2500
+        assert planner_rows() == 2500 and planner_rows("events") == 2500
         assert [e.alert_id for e in box.due(3, now=0)] == ["a0", "a1", "a2"]
+        # Delivered, the queue empties; a burst is analyzed once the queue has doubled again
+        # against what its statistics say, `events` (which keeps every row) with it.
+        box.mark_sent([e.id for e in box.due(3000, now=0)])
+        box.record(events(2500, 1000))
+        assert (planner_rows(), planner_rows("events")) == (2500, 2500)
+        box.record(events(3500, 1500))
+        assert (planner_rows(), planner_rows("events")) == (2500, 5000)
+        # With a long history (as if events held 100,000 rows), a burst of less than a tenth of
+        # it refreshes the queue's statistics only: ANALYZE samples a large events table.
+        box._analyzed_rows["events"] = 100_000  # test-only: the history it would take long to make
+        box.mark_sent([e.id for e in box.due(3000, now=0)])
+        box.record(events(5000, 3000))
+        assert (planner_rows(), planner_rows("events")) == (3000, 5000)
     finally:
         box.close()

@@ -43,7 +43,10 @@ from bridge.state.records import (
 
 __all__ = ["PostgresStore", "redact_url"]
 
-ANALYZE_AFTER_ROWS = 1000  # queued rows after which fresh planner statistics pay for themselves
+ANALYZE_AFTER_ROWS = 1000  # new rows after which fresh planner statistics pay for themselves
+# `events` only grows: its statistics are refreshed once it has grown by this share (as
+# autovacuum would, but at once), so a long history is not sampled on every burst.
+EVENTS_ANALYZE_GROWTH = 0.1
 
 log = structlog.get_logger("bridge.state")
 
@@ -71,11 +74,12 @@ class PostgresStore:
         self.schema = schema
         self.path = conn.shown  # what logs show for "state" (never the password)
         self._fence: Fence | None = None
-        # Rows queued since the planner's statistics were last refreshed, and the queue's size
-        # then: a burst that multiplies the queue makes stale statistics pick a plan that sorts
-        # the whole queue on every `due` (tens of milliseconds instead of a fraction of one).
-        self._unanalyzed = 0
-        self._analyzed_size = 0
+        # Rows added to each table since its planner statistics were last refreshed, and its
+        # size then: a burst that multiplies the queue makes stale statistics pick a plan that
+        # sorts the whole queue on every `due` (tens of milliseconds instead of a fraction of
+        # one). Both tables count: `due` joins them.
+        self._unanalyzed = {"queue": 0, "events": 0}
+        self._analyzed_rows = {"queue": 0, "events": 0}
         s = schema
         self._q_fence = (
             f"SELECT 1 FROM {s}.lease WHERE id = 1 AND term = %s AND holder = %s FOR SHARE"
@@ -241,7 +245,8 @@ class PostgresStore:
                         " SELECT * FROM unnest(%s::bigint[], %s::bytea[])",
                         ([i for i, _ in pairs], [ev.payload for _, ev in pairs]),
                     )
-                    self._unanalyzed += len(pairs)
+                    self._unanalyzed["queue"] += len(pairs)
+                    self._unanalyzed["events"] += len(pairs)
             for rej in rejected:
                 cur.execute(
                     f"INSERT INTO {s}.events (id, dedup_key, alert_id, kind, bp_status, app_key,"
@@ -289,28 +294,38 @@ class PostgresStore:
                     " < CAST(excluded.value AS DOUBLE PRECISION)",
                     (watermark_key, repr(float(watermark))),
                 )
-        if self._unanalyzed >= max(ANALYZE_AFTER_ROWS, self._analyzed_size):
-            self._refresh_statistics()
+        if self._unanalyzed["queue"] >= max(ANALYZE_AFTER_ROWS, self._analyzed_rows["queue"]):
+            # The queue has doubled (a burst): its statistics, and those of `events` if it has
+            # grown by a tenth meanwhile (during a burst it grows with the queue).
+            events_grew = self._unanalyzed["events"] >= max(
+                ANALYZE_AFTER_ROWS, EVENTS_ANALYZE_GROWTH * self._analyzed_rows["events"]
+            )
+            self._refresh_statistics(["queue", "events"] if events_grew else ["queue"])
         return fresh
 
-    def _refresh_statistics(self) -> None:
-        """ANALYZE the queue now rather than when autovacuum next wakes (up to a minute later,
-        after a burst): PostgreSQL's own advice after a bulk load. The queue alone: its size is
-        what swings and what `due`'s plan depends on, while `events` only grows, and analyzing it
-        (a sample of up to 30,000 pages) this often would cost reads on a long history. Best
-        effort: a failure only costs speed, so it is logged once and not tried again."""
+    def _refresh_statistics(self, tables: Sequence[str]) -> None:
+        """ANALYZE these tables now rather than when autovacuum next wakes (up to a minute
+        later, after a burst): PostgreSQL's own advice after a bulk load. The queue whenever it
+        has doubled (its size swings), `events` with it once it has grown by a tenth (it only
+        grows, and ANALYZE samples up to 30,000 pages of it). A few times per burst: each
+        ANALYZE runs on the event loop. Best effort: a failure only costs speed, so it is
+        logged once and not tried again."""
         s = self.schema
-        self._unanalyzed = 0
         try:
             with self._db.errors():
                 conn = self._db.get()
-                conn.execute(f"ANALYZE {s}.queue")
-                # What ANALYZE just estimated: no count(*) over a queue grown by an outage.
-                self._analyzed_size = int(conn.execute(
-                    "SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (f"{s}.queue",)
-                ).fetchone()[0])
+                conn.execute(f"ANALYZE {', '.join(f'{s}.{table}' for table in tables)}")
+                for table in tables:
+                    self._unanalyzed[table] = 0
+                    # What ANALYZE just estimated: no count(*) over a long history.
+                    self._analyzed_rows[table] = int(conn.execute(
+                        "SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
+                        (f"{s}.{table}",),
+                    ).fetchone()[0])
         except (StateError, psycopg.Error) as exc:
-            self._analyzed_size = 1 << 62  # do not try again in this process
+            for table in tables:  # do not try again in this process
+                self._unanalyzed[table] = 0
+                self._analyzed_rows[table] = 1 << 62
             log.warning("state.analyze_failed", schema=s, error=str(exc)[:300])
 
     def known(self, dedup_keys: Iterable[str]) -> set[str]:
