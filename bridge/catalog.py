@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from bridge.config import CatalogSettings
 from bridge.errors import AuthError, BridgeError
 from bridge.metrics import Metrics
 from bridge.panther.client import PantherClient
@@ -62,17 +63,13 @@ class Catalog:
         self,
         client: PantherClient,
         metrics: Metrics,
+        settings: CatalogSettings | None = None,
         *,
-        refresh_interval: float = 900.0,
-        miss_ttl: float = 600.0,
-        fetch_timeout: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._metrics = metrics
-        self.refresh_interval = refresh_interval
-        self.miss_ttl = miss_ttl
-        self.fetch_timeout = fetch_timeout
+        self.settings = settings or CatalogSettings()
         self._clock = clock
         self._objects: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in ALL_KINDS}
         self._queries_by_name: dict[str, dict[str, Any]] = {}
@@ -90,8 +87,8 @@ class Catalog:
 
         def wait() -> float:
             if not failures:
-                return self.refresh_interval
-            return min(self.refresh_interval, 5.0 * 2 ** min(failures, 10))
+                return self.settings.refresh_interval
+            return min(self.settings.refresh_interval, 5.0 * 2 ** min(failures, 10))
 
         try:
             async for _ in every(wait, stopping):
@@ -190,7 +187,7 @@ class Catalog:
                 self._fetches[key] = asyncio.create_task(self._fetch(*key))
             wanted[key] = self._fetches[key]
         if wanted:
-            await asyncio.wait(wanted.values(), timeout=self.fetch_timeout)
+            await asyncio.wait(wanted.values(), timeout=self.settings.fetch_timeout)
         for alert in alerts:
             key = self._fetch_key(alert)
             if out[alert.id][0] is not None or key is None:
@@ -227,10 +224,10 @@ class Catalog:
                 if obj is not None:
                     self._objects[kind][detection_id] = obj
                     return
-            self._misses[(kinds, detection_id)] = self._clock() + self.miss_ttl
+            self._misses[(kinds, detection_id)] = self._clock() + self.settings.miss_ttl
             log.info("catalog.detection_unknown", detection_id=detection_id, kinds=kinds)
         except BridgeError as exc:
-            hold = min(OUTAGE_HOLD, self.miss_ttl)
+            hold = min(OUTAGE_HOLD, self.settings.miss_ttl)
             if self._clock() >= self._down_until:
                 log.warning(
                     "catalog.fetch_failed",

@@ -21,6 +21,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 import structlog
@@ -65,49 +66,45 @@ def stop_margin(ttl: float) -> float:
     return max(0.2 * ttl, 0.5)
 
 
+@dataclass(eq=False)
 class Leadership:
     """Run the work only while leader. `lease` None: always leader (SQLite, term 0)."""
 
-    def __init__(
-        self,
-        lease: Any,  # bridge.state.lease.Lease | None
-        store: Any,
-        metrics: Metrics,
-        health: Health,
-        *,
-        ttl: float,
-    ) -> None:
-        self._lease = lease
-        self._store = store
-        self._metrics = metrics
-        self._health = health
-        self.ttl = ttl
-        self.interval = ttl / 3
-        self.margin = stop_margin(ttl)
-        self.term: int | None = None
-        self._deadline = 0.0  # monotonic: the work stops here unless renewed
+    lease: Any  # bridge.state.lease.Lease | None
+    store: Any
+    metrics: Metrics
+    health: Health
+    _: KW_ONLY
+    ttl: float
+    term: int | None = field(default=None, init=False)
+    # Monotonic: the work stops here unless the lease is renewed.
+    _deadline: float = field(default=0.0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.interval = self.ttl / 3
+        self.margin = stop_margin(self.ttl)
 
     @property
     def deadline(self) -> float:
         return self._deadline
 
     def is_leader(self) -> bool:
-        return self.term is not None and (self._lease is None or time.monotonic() < self._deadline)
+        return self.term is not None and (self.lease is None or time.monotonic() < self._deadline)
 
     def close(self) -> None:
-        if self._lease is not None:
-            self._lease.close()
+        if self.lease is not None:
+            self.lease.close()
 
     # -- the loop ------------------------------------------------------------------------------
 
     async def run(self, stopping: asyncio.Event, work: Work) -> None:
-        if self._lease is None:
+        if self.lease is None:
             self.term = 0
             self._became("leader", 0)
             await work(stopping)
             return
         self._set_role("standby")
-        self._store.stand_by(self._lease.holder)
+        self.store.stand_by(self.lease.holder)
         try:
             while not stopping.is_set():
                 term = await self._acquire(stopping)
@@ -116,7 +113,7 @@ class Leadership:
                 await self._lead(term, stopping, work)
         finally:
             self._set_role("standby")
-            self._metrics.leader.set(0)
+            self.metrics.leader.set(0)
 
     async def _acquire(self, stopping: asyncio.Event) -> int | None:
         """Try for the lease every interval until granted (its term) or stopping (None)."""
@@ -125,12 +122,12 @@ class Leadership:
             term = None
             try:
                 term = await asyncio.wait_for(
-                    in_thread(self._lease.try_acquire), self.ttl - self.margin
+                    in_thread(self.lease.try_acquire), self.ttl - self.margin
                 )
-                self._health.lease_error = None
+                self.health.lease_error = None
             except (BridgeError, TimeoutError) as exc:
                 if isinstance(exc, TimeoutError):
-                    self._lease.drop_connection()
+                    self.lease.drop_connection()
                 self._lease_failed("leader.acquire_failed", exc)
             if term is not None:
                 self._deadline = started + self.ttl - self.margin
@@ -140,9 +137,9 @@ class Leadership:
 
     async def _lead(self, term: int, stopping: asyncio.Event, work: Work) -> None:
         self.term = term
-        self._store.fence(self._lease.holder, term, lambda: self._deadline)
+        self.store.fence(self.lease.holder, term, lambda: self._deadline)
         self._became("leader", term)
-        self._metrics.leader_changes.inc()
+        self.metrics.leader_changes.inc()
         term_stopping = asyncio.Event()
         work_task = asyncio.create_task(work(term_stopping), name=f"leader-term-{term}")
         renew_task = asyncio.create_task(self._renew_loop(term), name="lease-renew")
@@ -156,7 +153,7 @@ class Leadership:
                 work_task.cancel()
                 with contextlib.suppress(BaseException):
                     await work_task
-                log.warning("leader.lost", term=term, holder=self._lease.holder,
+                log.warning("leader.lost", term=term, holder=self.lease.holder,
                             reason=renew_task.result())
                 return
             if stop_task.done():
@@ -179,10 +176,10 @@ class Leadership:
         finally:
             for task in (work_task, renew_task, stop_task):
                 task.cancel()
-            self._store.stand_by(self._lease.holder)
+            self.store.stand_by(self.lease.holder)
             self.term = None
             self._set_role("standby")
-            self._metrics.leader.set(0)
+            self.metrics.leader.set(0)
 
     async def _renew_loop(self, term: int) -> str:
         """Renew every interval; return why leadership ended (the caller stops the work)."""
@@ -194,48 +191,48 @@ class Leadership:
             if left <= 0:
                 return "renew deadline passed"
             try:
-                ok = await asyncio.wait_for(in_thread(self._lease.renew, term), left)
+                ok = await asyncio.wait_for(in_thread(self.lease.renew, term), left)
             except TimeoutError:
-                self._lease.drop_connection()
+                self.lease.drop_connection()
                 return f"no lease renewal within {self.ttl - self.margin:.1f}s"
             except BridgeError as exc:
                 self._lease_failed("leader.renew_failed", exc)
                 # Try again soon: the deadline, not one failure, ends leadership.
                 await asyncio.sleep(min(0.2 * self.interval, max(0.0, left - 0.05)))
                 continue
-            self._metrics.lease_renew_seconds.observe(time.monotonic() - started)
+            self.metrics.lease_renew_seconds.observe(time.monotonic() - started)
             if not ok:
                 return "the lease is no longer ours (expired or taken)"
             self._deadline = started + self.ttl - self.margin
-            self._health.lease_error = None
+            self.health.lease_error = None
 
     async def _release(self, term: int) -> None:
         try:
             released = await asyncio.wait_for(
-                in_thread(self._lease.release, term), max(self.interval, 1.0)
+                in_thread(self.lease.release, term), max(self.interval, 1.0)
             )
         except (BridgeError, TimeoutError) as exc:
             log.warning("leader.release_failed", term=term, error=str(exc)[:300],
                         hint="the lease expires by itself within state.lease_ttl")
             return
-        log.info("leader.released", term=term, holder=self._lease.holder, released=released)
+        log.info("leader.released", term=term, holder=self.lease.holder, released=released)
 
     # -- reporting -----------------------------------------------------------------------------
 
     def _became(self, role: str, term: int) -> None:
         self._set_role(role)
-        self._metrics.leader.set(1)
-        holder = self._lease.holder if self._lease is not None else None
+        self.metrics.leader.set(1)
+        holder = self.lease.holder if self.lease is not None else None
         log.info("leader.acquired", term=term, holder=holder)
 
     def _set_role(self, role: str) -> None:
-        self._health.role = role
+        self.health.role = role
         if role == "standby":
             # Intake paused by a state error is the leader's concern: a standby writes nothing,
             # and whoever leads next reports its own.
-            self._health.state_problem = None
+            self.health.state_problem = None
 
     def _lease_failed(self, event: str, exc: BaseException) -> None:
         text = str(exc)[:300] or type(exc).__name__
-        self._health.lease_error = text
+        self.health.lease_error = text
         log.warning(event, error=text, term=self.term)

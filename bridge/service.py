@@ -152,13 +152,7 @@ class Bridge:
             metrics=self.metrics,
         )
         if s.catalog.enabled:
-            self.catalog = Catalog(
-                self.panther,
-                self.metrics,
-                refresh_interval=s.catalog.refresh_interval,
-                miss_ttl=s.catalog.miss_ttl,
-                fetch_timeout=s.catalog.fetch_timeout,
-            )
+            self.catalog = Catalog(self.panther, self.metrics, s.catalog)
             # Detection fetches still in flight must not outlive the session.
             stack.callback(self.catalog.close)
         filters = AlertFilter.from_settings(s.panther.filters)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 import orjson
@@ -117,38 +117,34 @@ class SyncBackResult:
     kinds: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(eq=False)
 class SyncBack:
     """Reads changed BigPanda incidents and records the write-backs they call for."""
 
-    def __init__(
-        self,
-        client: BigPandaIncidents,
-        outbox: Outbox,
-        metrics: Metrics,
-        settings: SyncBackSettings,
-        *,
-        own_user_ids: Iterable[str] = (),
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._client = client
-        self._outbox = outbox
-        self._metrics = metrics
-        self._settings = settings
-        self._own_users = set(settings.ignore_user_ids) | set(own_user_ids)
-        self._clock = clock
+    client: BigPandaIncidents
+    outbox: Outbox
+    metrics: Metrics
+    settings: SyncBackSettings
+    _: KW_ONLY
+    # Besides `settings.ignore_user_ids`: the users whose actions are the bridge's own.
+    own_user_ids: Iterable[str] = ()
+    clock: Callable[[], float] = time.time
+
+    def __post_init__(self) -> None:
+        self._own_users = set(self.settings.ignore_user_ids) | set(self.own_user_ids)
 
     async def sync(self) -> SyncBackResult:
         result = SyncBackResult()
-        now = self._clock()
-        cursor = self._outbox.watermark(CURSOR_KEY)
+        now = self.clock()
+        cursor = self.outbox.watermark(CURSOR_KEY)
         if cursor is None:
             # A fresh state starts now: incidents resolved before the two-way sync was turned on
             # are history, not work.
-            self._outbox.record([], watermark=float(int(now)), watermark_key=CURSOR_KEY)
+            self.outbox.record([], watermark=float(int(now)), watermark_key=CURSOR_KEY)
             return result
         since = int(cursor) - OVERLAP
         seen = self._seen()
-        requests_before = self._client.requests
+        requests_before = self.client.requests
         incidents = await self._changed_incidents(since)
         result.incidents = len(incidents)
         events: list[NewEvent] = []
@@ -161,19 +157,19 @@ class SyncBack:
                 seen[str(activity["id"])] = int(_stamp(activity.get("timestamp"), now))
                 made = self._writebacks(incident, activity, result)
                 events.extend(made)
-        fresh = self._outbox.record(events, watermark=newest, watermark_key=CURSOR_KEY)
+        fresh = self.outbox.record(events, watermark=newest, watermark_key=CURSOR_KEY)
         self._save_seen(seen, since)
         result.new_events = len(fresh)
-        result.requests = self._client.requests - requests_before
+        result.requests = self.client.requests - requests_before
         for event in fresh:
-            self._metrics.writebacks.labels(kind=event.kind, outcome="recorded").inc()
-            self._metrics.sync_back_lag.set(max(0.0, now - event.event_time))
+            self.metrics.writebacks.labels(kind=event.kind, outcome="recorded").inc()
+            self.metrics.sync_back_lag.set(max(0.0, now - event.event_time))
         return result
 
     async def _changed_incidents(self, since: int) -> list[dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
         for page in range(1, MAX_SEARCH_PAGES + 1):
-            total, items = await self._client.search(
+            total, items = await self.client.search(
                 since=since, page=page, page_size=MAX_EXPANDED_PAGE, expand_alerts=True
             )
             for item in items:
@@ -190,7 +186,7 @@ class SyncBack:
         out: list[dict[str, Any]] = []
         page = 1
         while True:
-            items = await self._client.activities(
+            items = await self.client.activities(
                 incident_id, page=page, per_page=ACTIVITIES_PAGE
             )
             older = False
@@ -221,7 +217,7 @@ class SyncBack:
             reason = "own" if own else "ignored"
             log.debug("sync_back.skipped", incident_id=incident_id, activity_id=activity_id,
                       type=activity.get("type"), reason=reason)
-            self._metrics.writebacks.labels(kind="activity", outcome=f"skipped_{reason}").inc()
+            self.metrics.writebacks.labels(kind="activity", outcome=f"skipped_{reason}").inc()
             return []
         status: str | None = None
         note = ""
@@ -235,20 +231,20 @@ class SyncBack:
             note = " ".join(note.split())
             if comment:
                 note += f": {comment}"
-            if self._settings.resolve_as != "comment":
-                status = self._settings.resolve_as
+            if self.settings.resolve_as != "comment":
+                status = self.settings.resolve_as
         elif meaning == COMMENTED:
-            if not self._settings.comments or not comment:
+            if not self.settings.comments or not comment:
                 result.skipped += 1
                 return []
             note = f"BigPanda comment by {actor_name} on incident {incident_id}: {comment}"
         elif meaning == ACKNOWLEDGED:
-            if not self._settings.acknowledge_to_triaged:
+            if not self.settings.acknowledge_to_triaged:
                 result.skipped += 1
                 return []
             status = "TRIAGED"
-        current = self._outbox.tracked_statuses(targets) if status else {}
-        when = _stamp(activity.get("timestamp"), self._clock())
+        current = self.outbox.tracked_statuses(targets) if status else {}
+        when = _stamp(activity.get("timestamp"), self.clock())
         events: list[NewEvent] = []
         for alert_id in targets:
             base = {"alert_id": alert_id, "incident_id": incident_id, "activity_id": activity_id}
@@ -259,7 +255,7 @@ class SyncBack:
                 events.append(self._event(incident_id, activity_id, alert_id, KIND_STATUS,
                                           status or "", {**base, "status": status}, when))
             elif status is not None:
-                self._metrics.writebacks.labels(kind=KIND_STATUS, outcome="skipped_same").inc()
+                self.metrics.writebacks.labels(kind=KIND_STATUS, outcome="skipped_same").inc()
             if note:
                 events.append(self._event(incident_id, activity_id, alert_id, KIND_COMMENT, "",
                                           {**base, "body": note}, when))
@@ -282,7 +278,7 @@ class SyncBack:
         )
 
     def _seen(self) -> dict[str, int]:
-        value = self._outbox.meta_json(SEEN_KEY)
+        value = self.outbox.meta_json(SEEN_KEY)
         if not isinstance(value, dict):
             return {}
         return {str(k): int(v) for k, v in value.items() if isinstance(v, int | float)}
@@ -290,7 +286,7 @@ class SyncBack:
     def _save_seen(self, seen: dict[str, int], since: int) -> None:
         # Only activities inside the re-read window can come back; older ids are forgotten.
         kept = {k: v for k, v in seen.items() if v >= since - OVERLAP}
-        self._outbox.set_meta(SEEN_KEY, orjson.dumps(kept).decode())
+        self.outbox.set_meta(SEEN_KEY, orjson.dumps(kept).decode())
 
 
 def _stamp(value: object, default: Any) -> Any:

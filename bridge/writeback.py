@@ -21,6 +21,7 @@ import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Callable, MutableSet, Sequence
+from dataclasses import KW_ONLY, dataclass, field
 
 import orjson
 import structlog
@@ -40,30 +41,21 @@ BATCH = 100
 IDLE_MAX = 5.0
 
 
+@dataclass(eq=False)
 class WriteBack:
     """One loop delivering due write-backs to Panther."""
 
-    def __init__(
-        self,
-        writes: PantherWrites,
-        outbox: Outbox,
-        metrics: Metrics,
-        health: Health,
-        policy: RetryPolicy,
-        *,
-        own_actor_ids: MutableSet[str],
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._writes = writes
-        self._outbox = outbox
-        self._metrics = metrics
-        self._health = health
-        self._policy = policy
-        self._own = own_actor_ids
-        self._clock = clock
-        self._wake = asyncio.Event()
-        self._identity_failures = 0
-        self.token_id: str | None = None
+    writes: PantherWrites
+    outbox: Outbox
+    metrics: Metrics
+    health: Health
+    policy: RetryPolicy
+    _: KW_ONLY
+    own_actor_ids: MutableSet[str]
+    clock: Callable[[], float] = time.time
+    token_id: str | None = field(default=None, init=False)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    _identity_failures: int = field(default=0, init=False, repr=False)
 
     def wake(self) -> None:
         self._wake.set()
@@ -73,7 +65,7 @@ class WriteBack:
         if self.token_id is not None:
             return True
         try:
-            token = await self._writes.token_self()
+            token = await self.writes.token_self()
         except BridgeError as exc:
             self._identity_failures += 1
             if self._identity_failures == 1:
@@ -84,20 +76,20 @@ class WriteBack:
             log.warning("writeback.token_unknown", error="GET /api-tokens/self returned no id")
             return False
         self.token_id = token_id
-        self._own.add(token_id)
+        self.own_actor_ids.add(token_id)
         log.info("writeback.token_known", token_id=token_id, name=token.get("name"))
         return True
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             await self.step()
-            now = self._clock()
+            now = self.clock()
             timeout = IDLE_MAX
-            next_due = self._outbox.next_due_at(after=now, kinds=WRITEBACK_KINDS)
+            next_due = self.outbox.next_due_at(after=now, kinds=WRITEBACK_KINDS)
             if next_due is not None:
                 timeout = min(timeout, max(0.01, next_due - now))
             if self.token_id is None:
-                timeout = min(timeout, self._policy.delay(self._identity_failures))
+                timeout = min(timeout, self.policy.delay(self._identity_failures))
             stop = asyncio.create_task(stopping.wait())
             wake = asyncio.create_task(self._wake.wait())
             try:
@@ -112,8 +104,8 @@ class WriteBack:
 
     async def step(self) -> int:
         """Deliver what is due now; returns how many write-backs succeeded."""
-        now = self._clock()
-        due = self._outbox.due(BATCH, now=now, kinds=WRITEBACK_KINDS)
+        now = self.clock()
+        due = self.outbox.due(BATCH, now=now, kinds=WRITEBACK_KINDS)
         if not due or not await self.identify():
             return 0
         written = 0
@@ -132,7 +124,7 @@ class WriteBack:
     async def _status(self, status: str, events: Sequence[PendingEvent]) -> int:
         ids = [e.alert_id for e in events]
         try:
-            await self._writes.update_alerts(list(dict.fromkeys(ids)), status)
+            await self.writes.update_alerts(list(dict.fromkeys(ids)), status)
         except BridgeError as exc:
             if not exc.retriable and not isinstance(exc, AuthError) and len(events) > 1:
                 # One unknown alert fails the whole PATCH: find it by writing them one by one.
@@ -148,13 +140,13 @@ class WriteBack:
         body = str(payload["body"])
         try:
             if await self._already_commented(event.alert_id, body):
-                self._outbox.mark_sent([event.id], now=self._clock())
-                self._metrics.writebacks.labels(
+                self.outbox.mark_sent([event.id], now=self.clock())
+                self.metrics.writebacks.labels(
                     kind=KIND_COMMENT, outcome="skipped_already_written"
                 ).inc()
                 log.info("writeback.comment_already_written", alert_id=event.alert_id)
                 return 1
-            await self._writes.add_comment(event.alert_id, body)
+            await self.writes.add_comment(event.alert_id, body)
         except BridgeError as exc:
             self._failed([event], exc)
             return 0
@@ -164,53 +156,53 @@ class WriteBack:
     async def _already_commented(self, alert_id: str, body: str) -> bool:
         """Whether this token already left this comment on the alert (written before a crash
         kept the bridge from recording it): comments are few, so one listing each is cheap."""
-        for comment in await self._writes.list_comments(alert_id):
+        for comment in await self.writes.list_comments(alert_id):
             author = comment.get("createdBy")
             if (
                 comment.get("body") == body
                 and isinstance(author, dict)
-                and author.get("id") in self._own
+                and author.get("id") in self.own_actor_ids
             ):
                 return True
         return False
 
     def _done(self, events: Sequence[PendingEvent], kind: str) -> None:
-        self._outbox.mark_sent([e.id for e in events], now=self._clock())
-        self._metrics.writebacks.labels(kind=kind, outcome="written").inc(len(events))
-        self._health.panther_write_refused = None
+        self.outbox.mark_sent([e.id for e in events], now=self.clock())
+        self.metrics.writebacks.labels(kind=kind, outcome="written").inc(len(events))
+        self.health.panther_write_refused = None
 
     def _failed(self, events: Sequence[PendingEvent], exc: BridgeError) -> None:
-        now = self._clock()
+        now = self.clock()
         kind = events[0].kind
         ids = [e.id for e in events]
         message = str(exc)[:2000]
         if isinstance(exc, AuthError):
             # Our permission, not the write-backs' fault: keep them, no attempt counted.
-            self._health.panther_write_refused = message
-            self._outbox.mark_retry(ids, next_attempt_at=now + self._policy.delay(3),
+            self.health.panther_write_refused = message
+            self.outbox.mark_retry(ids, next_attempt_at=now + self.policy.delay(3),
                                     error=message, now=now, count_attempt=False)
-            self._metrics.writebacks.labels(kind=kind, outcome="refused").inc(len(ids))
+            self.metrics.writebacks.labels(kind=kind, outcome="refused").inc(len(ids))
             log.error("writeback.refused", status=getattr(exc, "status", 0), error=message)
             return
         if not exc.retriable:
-            moved = self._outbox.dead_letter(ids, reason="rejected", detail=message, now=now)
-            self._metrics.writebacks.labels(kind=kind, outcome="dead_lettered").inc(moved)
-            self._metrics.events_dead_lettered.labels(reason="rejected").inc(moved)
+            moved = self.outbox.dead_letter(ids, reason="rejected", detail=message, now=now)
+            self.metrics.writebacks.labels(kind=kind, outcome="dead_lettered").inc(moved)
+            self.metrics.events_dead_lettered.labels(reason="rejected").inc(moved)
             log.error("writeback.dead_lettered", alert_ids=[e.alert_id for e in events],
                       error=message)
             return
-        expired = [e.id for e in events if self._policy.expired(e.first_failed_at, now)]
+        expired = [e.id for e in events if self.policy.expired(e.first_failed_at, now)]
         if expired:
-            self._outbox.dead_letter(expired, reason="expired", detail=message, now=now)
-            self._metrics.writebacks.labels(kind=kind, outcome="dead_lettered").inc(len(expired))
-            self._metrics.events_dead_lettered.labels(reason="expired").inc(len(expired))
+            self.outbox.dead_letter(expired, reason="expired", detail=message, now=now)
+            self.metrics.writebacks.labels(kind=kind, outcome="dead_lettered").inc(len(expired))
+            self.metrics.events_dead_lettered.labels(reason="expired").inc(len(expired))
         rest = [e for e in events if e.id not in set(expired)]
         if rest:
             attempt = min(e.attempts for e in rest)
-            delay = self._policy.delay(attempt, getattr(exc, "retry_after", None))
-            self._outbox.mark_retry([e.id for e in rest], next_attempt_at=now + delay,
+            delay = self.policy.delay(attempt, getattr(exc, "retry_after", None))
+            self.outbox.mark_retry([e.id for e in rest], next_attempt_at=now + delay,
                                     error=message, now=now)
-            self._metrics.writebacks.labels(kind=kind, outcome="retried").inc(len(rest))
-            self._metrics.retries.labels(target="panther", reason=retry_reason(exc)).inc()
+            self.metrics.writebacks.labels(kind=kind, outcome="retried").inc(len(rest))
+            self.metrics.retries.labels(target="panther", reason=retry_reason(exc)).inc()
             log.warning("writeback.retry", kind=kind, events=len(rest), error=message,
                         delay_seconds=round(delay, 3))

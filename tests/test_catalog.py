@@ -11,6 +11,7 @@ import pytest
 from harness import PANTHER_TOKEN, Rig, metric
 
 from bridge.catalog import Catalog, kinds_for
+from bridge.config import CatalogSettings
 from bridge.metrics import Metrics
 from bridge.panther.client import PantherClient
 from bridge.panther.models import Alert
@@ -34,7 +35,9 @@ class Fixture:
     def __init__(self, sim: PantherSimulator, client: PantherClient) -> None:
         self.sim = sim
         self.metrics = Metrics()
-        self.catalog = Catalog(client, self.metrics, miss_ttl=60, fetch_timeout=0.5)
+        self.catalog = Catalog(
+            client, self.metrics, CatalogSettings(miss_ttl=60, fetch_timeout=0.5)
+        )
 
     def count(self, prefix: str) -> int:
         return sum(1 for r in self.sim.requests if r.path.startswith(prefix))

@@ -77,17 +77,17 @@ class TestWriter:
         the write-back is still pending, and the comment this token left is found instead."""
         alert_id = rig.sim.generate(1)[0]["id"]
         rig.outbox.record([comment_event(alert_id, "resolved by the NOC")])
-        real = rig.writer._writes.add_comment
+        real = rig.writer.writes.add_comment
 
         async def answer_then_crash(alert: str, body: str) -> object:
             await real(alert, body)
             raise asyncio.CancelledError  # the process stops before the commit
 
-        rig.writer._writes.add_comment = answer_then_crash  # type: ignore[method-assign]
+        rig.writer.writes.add_comment = answer_then_crash  # type: ignore[method-assign]
         with pytest.raises(asyncio.CancelledError):
             await rig.writer.step()
         assert queued(rig.outbox) == [alert_id], "not recorded: still pending"
-        rig.writer._writes.add_comment = real  # type: ignore[method-assign]
+        rig.writer.writes.add_comment = real  # type: ignore[method-assign]
         assert await rig.writer.step() == 1
         assert rig.sim.writes.comments_on(alert_id) == ["resolved by the NOC"]
         assert queued(rig.outbox) == []

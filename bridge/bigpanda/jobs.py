@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING
 
 import orjson
@@ -30,64 +31,55 @@ if TYPE_CHECKING:  # the dispatcher imports this module
 log = structlog.get_logger("bridge.dispatch")
 
 
+@dataclass(eq=False)
 class JobTracker:
     """Follows BigPanda 202 jobs to their end; jobs live in the outbox, so they survive restarts."""
 
-    def __init__(
-        self,
-        client: BigPandaClient,
-        outbox: Outbox,
-        metrics: Metrics,
-        dispatcher: Dispatcher,
-        *,
-        poll_interval: float,
-        policy: RetryPolicy,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._client = client
-        self._outbox = outbox
-        self._metrics = metrics
-        self._dispatcher = dispatcher
-        self._poll_interval = poll_interval
-        self._policy = policy
-        self._clock = clock
+    client: BigPandaClient
+    outbox: Outbox
+    metrics: Metrics
+    dispatcher: Dispatcher
+    _: KW_ONLY
+    poll_interval: float
+    policy: RetryPolicy
+    clock: Callable[[], float] = time.time
 
     async def run(self, stopping: asyncio.Event) -> None:
-        async for _ in every(self._poll_interval, stopping):
+        async for _ in every(self.poll_interval, stopping):
             await self.poll_all()
 
     async def poll_all(self) -> None:
         try:
-            jobs = self._outbox.jobs()
-            self._metrics.jobs_in_flight.set(len(jobs))
+            jobs = self.outbox.jobs()
+            self.metrics.jobs_in_flight.set(len(jobs))
             for job in jobs:
                 await self._poll(job.id, job.url, job.deadline)
-            self._metrics.jobs_in_flight.set(len(self._outbox.jobs()))
+            self.metrics.jobs_in_flight.set(len(self.outbox.jobs()))
         except StateError as exc:
             # A job's outcome that cannot be recorded is asked again at the next round: the
             # job stays open in the state, and BigPanda answers the same.
-            self._metrics.state_errors.labels(reason=exc.reason).inc()
+            self.metrics.state_errors.labels(reason=exc.reason).inc()
             log.warning("job.unrecorded", reason=exc.reason, error=str(exc)[:500])
 
     async def _poll(self, job_id: int, url: str, deadline: float) -> None:
-        now = self._clock()
+        now = self.clock()
         if now >= deadline:
             self._fail(job_id, "timeout", "job did not finish before bigpanda.job_timeout")
             return
         try:
-            state = await self._client.get_job(url)
+            state = await self.client.get_job(url)
         except BridgeError as exc:
             if isinstance(exc, ApiError) and exc.status == 404:
                 self._fail(job_id, "failed", f"job {url} no longer exists (HTTP 404)")
                 return
             log.warning("job.poll_failed", job=job_id, error=str(exc)[:300])
             return
-        self._outbox.note_job_poll(job_id, state.status)
+        self.outbox.note_job_poll(job_id, state.status)
         if state.status == "done":
-            events = self._outbox.job_events(job_id)
-            self._outbox.finish_job(job_id, done=True, now=now)
-            self._dispatcher.count_delivered([(s, t) for _, s, t in events], now)
-            self._metrics.jobs.labels(result="done").inc()
+            events = self.outbox.job_events(job_id)
+            self.outbox.finish_job(job_id, done=True, now=now)
+            self.dispatcher.count_delivered([(s, t) for _, s, t in events], now)
+            self.metrics.jobs.labels(result="done").inc()
             log.info("job.done", job=job_id, events=len(events))
         elif state.status == "failed":
             self._fail(job_id, "failed", f"job failed: {orjson.dumps(state.body).decode()[:500]}")
@@ -101,25 +93,25 @@ class JobTracker:
         `result` is the `bridge_jobs_total` label: `failed` (the job said so, or its URL answers
         404: a job that can never be read again) or `timeout`.
         """
-        now = self._clock()
-        attempts, first_failed_at = self._dispatcher.job_batches.pop(job_id, (0, None))
-        self._metrics.jobs.labels(result=result).inc()
-        if self._policy.expired(first_failed_at, now):
-            ids = [i for i, _, _ in self._outbox.job_events(job_id)]
-            moved = self._outbox.dead_letter(
+        now = self.clock()
+        attempts, first_failed_at = self.dispatcher.job_batches.pop(job_id, (0, None))
+        self.metrics.jobs.labels(result=result).inc()
+        if self.policy.expired(first_failed_at, now):
+            ids = [i for i, _, _ in self.outbox.job_events(job_id)]
+            moved = self.outbox.dead_letter(
                 ids, reason="expired", detail=f"still failing after retries: {error}", now=now
             )
-            self._outbox.finish_job(job_id, done=False, error=error, now=now)
+            self.outbox.finish_job(job_id, done=False, error=error, now=now)
             if moved:
-                self._metrics.events_dead_lettered.labels(reason="expired").inc(moved)
+                self.metrics.events_dead_lettered.labels(reason="expired").inc(moved)
             log.error("job.expired", job=job_id, result=result, events=moved, error=error)
             return
-        delay = self._policy.delay(attempts + 1)
-        ids = self._outbox.finish_job(
+        delay = self.policy.delay(attempts + 1)
+        ids = self.outbox.finish_job(
             job_id, done=False, error=error, retry_at=now + delay, now=now
         )
         log.warning(
             "job.failed", job=job_id, result=result, events=len(ids), error=error,
             retry_in_seconds=round(delay, 3),
         )
-        self._dispatcher.wake()
+        self.dispatcher.wake()
