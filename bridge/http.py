@@ -7,6 +7,7 @@ the target, method and endpoint *template*, and never carry a credential: they e
 
 from __future__ import annotations
 
+import copy
 import re
 import ssl
 import time
@@ -124,6 +125,13 @@ class HttpTarget:
         if "://" in path_or_url:
             return path_or_url
         return urljoin(self.base_url + "/", path_or_url.lstrip("/"))
+
+    def with_auth_hint(self, hint: str) -> HttpTarget:
+        """The same target (session, URL, credentials, metrics) for requests whose refusal
+        calls for another remedy than the target's usual one."""
+        other = copy.copy(self)
+        other._auth_hint = hint
+        return other
 
     def redact(self, text: str) -> str:
         """`text` with every credential this target sends replaced by `***`."""

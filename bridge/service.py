@@ -186,7 +186,7 @@ class Bridge:
             own_actor_ids=self.own_actor_ids,
         )
         if s.sync_back.enabled:
-            self._wire_sync_back(bigpanda_session, panther_session, panther_token)
+            self._wire_sync_back(bigpanda_session)
         self.dispatcher = Dispatcher(
             self.bigpanda,
             self.outbox,
@@ -213,12 +213,7 @@ class Bridge:
         if watermark is not None:
             self.metrics.watermark.set(watermark)
 
-    def _wire_sync_back(
-        self,
-        bigpanda_session: aiohttp.ClientSession,
-        panther_session: aiohttp.ClientSession,
-        panther_token: str,
-    ) -> None:
+    def _wire_sync_back(self, bigpanda_session: aiohttp.ClientSession) -> None:
         s = self.settings
         assert s.sync_back.api_key is not None and s.sync_back.environment_id  # validated
         api_key = s.sync_back.api_key.get_secret_value()
@@ -235,13 +230,7 @@ class Bridge:
         self.sync_back = SyncBack(
             incidents, self.outbox, self.metrics, s.sync_back, clock=self.clock
         )
-        writes = PantherWrites(
-            panther_session,
-            api_url=s.panther.api_url,
-            api_token=panther_token,
-            timeout=s.panther.timeout,
-            metrics=self.metrics,
-        )
+        writes = PantherWrites(self.panther)
         self.writeback = WriteBack(
             writes, self.outbox, self.metrics, self.health, self.policy,
             own_actor_ids=self.own_actor_ids, clock=self.clock,

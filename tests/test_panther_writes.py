@@ -9,6 +9,7 @@ from aioresponses_compat import MockHttp
 
 from bridge.errors import PermanentApiError
 from bridge.metrics import Metrics
+from bridge.panther.client import PantherClient
 from bridge.panther.writes import PantherWrites, PermissionMissingError
 
 API = "https://api.acme.runpanther.net"
@@ -17,7 +18,7 @@ TOKEN = "pan-secret-token-0123456789"
 
 @pytest.fixture
 def writes(session: aiohttp.ClientSession, metrics: Metrics) -> PantherWrites:
-    return PantherWrites(session, api_url=API, api_token=TOKEN, metrics=metrics)
+    return PantherWrites(PantherClient(session, api_url=API, api_token=TOKEN, metrics=metrics))
 
 
 def bodies(mock: MockHttp, method: str, path: str) -> list[dict]:

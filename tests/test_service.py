@@ -32,7 +32,7 @@ class TestStartUp:
         settings = rig.settings()
         async with Bridge(settings) as bridge:
             assert bridge.health.state_open
-            assert not bridge.panther._http.session.closed
+            assert not bridge.panther.http.session.closed
         assert not bridge.health.state_open
-        assert bridge.panther._http.session.closed
+        assert bridge.panther.http.session.closed
         Outbox.open(settings.state.path).close()

@@ -12,6 +12,7 @@ import pytest
 
 from bridge.health import Health
 from bridge.metrics import Metrics
+from bridge.panther.client import PantherClient
 from bridge.panther.writes import PantherWrites
 from bridge.retry import RetryPolicy
 from bridge.sim import serve_app
@@ -45,7 +46,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     outbox = Outbox.open(tmp_path / "state.db")
     metrics, health, own = Metrics(), Health(poll_interval=1.0), set()
     async with serve_app(sim.app) as url, aiohttp.ClientSession() as session:
-        writes = PantherWrites(session, api_url=url, api_token="t", metrics=metrics)
+        writes = PantherWrites(PantherClient(session, api_url=url, api_token="t", metrics=metrics))
         policy = RetryPolicy(initial_backoff=0.001, max_backoff=0.001)
         writer = WriteBack(writes, outbox, metrics, health, policy, own_actor_ids=own)
         yield Rig(sim, outbox, writer, health, metrics, own)

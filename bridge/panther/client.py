@@ -86,7 +86,7 @@ class PantherClient:
         metrics: Metrics | None = None,
         budget: RequestBudget | None = None,
     ) -> None:
-        self._http = panther_target(session, api_url, api_token, timeout=timeout, metrics=metrics)
+        self.http = panther_target(session, api_url, api_token, timeout=timeout, metrics=metrics)
         self.page_size = page_size
         self.budget = budget
 
@@ -94,7 +94,7 @@ class PantherClient:
         """One request, once the tenant's budget grants it."""
         if self.budget is not None:
             await self.budget.acquire()
-        return await self._http.request(method, path, **kwargs)
+        return await self.http.request(method, path, **kwargs)
 
     async def list_alerts(
         self, *, cursor: str | None = None, limit: int | None = None, **query: Unpack[AlertQuery]
@@ -180,7 +180,7 @@ class PantherClient:
         )
         if resp.status == 404:
             return None
-        return self._http.decode_json_object(resp, "GET /alerts/{id}")
+        return self.http.decode_json_object(resp, "GET /alerts/{id}")
 
     async def iter_objects(self, kind: str, *, limit: int = 100) -> AsyncIterator[dict[str, Any]]:
         """Every object of `GET /<kind>` (rules, policies, saved queries...), page after page."""
@@ -213,11 +213,11 @@ class PantherClient:
         )
         if resp.status == 404:
             return None
-        return self._http.decode_json_object(resp, f"GET {endpoint}")
+        return self.http.decode_json_object(resp, f"GET {endpoint}")
 
     def _listing_not_found(self, resp: Response, what: str) -> PermanentApiError:
         """A listing always exists: a 404 means the base URL is wrong (often a `/v1` suffix)."""
-        body = shorten(self._http.redact(resp.body.decode("utf-8", "replace")), 300)
+        body = shorten(self.http.redact(resp.body.decode("utf-8", "replace")), 300)
         message = f"panther {what} answered HTTP 404: {body}".rstrip(": ")
         return PermanentApiError(
             f"{message}; {API_URL_HINT}", target="panther", status=404, body=body
@@ -225,21 +225,21 @@ class PantherClient:
 
     def _page(self, resp: Response, what: str) -> tuple[list[dict[str, Any]], str | None]:
         """`results` and `next` of a `{results, next}` listing, checked; the dicts stay raw."""
-        body = self._http.decode_json_object(resp, what)
+        body = self.http.decode_json_object(resp, what)
         results = body.get("results")
         if not isinstance(results, list):
             found = "missing" if results is None else f"a {type(results).__name__}"
-            raise self._http.bad_response(f"returned no 'results' list ({found})", what, resp)
+            raise self.http.bad_response(f"returned no 'results' list ({found})", what, resp)
         for index, item in enumerate(results):
             if not isinstance(item, dict):
-                raise self._http.bad_response(
+                raise self.http.bad_response(
                     f"returned result #{index} that is not an object ({type(item).__name__})",
                     what,
                     resp,
                 )
         next_cursor = body.get("next")
         if next_cursor is not None and not isinstance(next_cursor, str):
-            raise self._http.bad_response(
+            raise self.http.bad_response(
                 f"returned a 'next' cursor that is not a string ({type(next_cursor).__name__})",
                 what,
                 resp,

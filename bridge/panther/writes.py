@@ -12,12 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import aiohttp
 import orjson
 
 from bridge.errors import AuthError
-from bridge.metrics import Metrics
-from bridge.panther.client import panther_target
+from bridge.panther.client import PantherClient
 
 MAX_IDS_PER_PATCH = 25
 WRITE_PERMISSION_HINT = (
@@ -33,19 +31,10 @@ class PermissionMissingError(AuthError):
 class PantherWrites:
     """`PATCH /alerts`, `POST /alert-comments`, `GET /alert-comments`, `GET /api-tokens/self`."""
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        *,
-        api_url: str,
-        api_token: str,
-        timeout: float = 10.0,
-        metrics: Metrics | None = None,
-    ) -> None:
-        self._http = panther_target(
-            session, api_url, api_token, timeout=timeout, metrics=metrics,
-            auth_hint=WRITE_PERMISSION_HINT,
-        )
+    def __init__(self, reader: PantherClient) -> None:
+        # Writes go to the reader's tenant with its token, session and timeout: one Panther
+        # connection to configure. Only a refusal reads differently: it names the permission.
+        self._http = reader.http.with_auth_hint(WRITE_PERMISSION_HINT)
 
     async def _write(self, method: str, path: str, *, endpoint: str, body: object) -> Any:
         try:
