@@ -14,18 +14,36 @@ stop (`give_up_after`, counted from an event's first failure: then it is dead-le
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+
+from bridge.config import RetrySettings
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RetryPolicy:
-    """Delays for attempt n (0-based): uniform in [0, min(max_backoff, initial * 2**n)]."""
+    """Delays for attempt n (0-based): uniform in [0, min(max_backoff, initial * 2**n)].
 
-    initial_backoff: float = 1.0
-    max_backoff: float = 300.0
-    give_up_after: float = 86_400.0
-    max_retry_after: float = 300.0
+    The bounds are the `retry` section's; their defaults are decided there, and only there.
+    """
+
+    initial_backoff: float
+    max_backoff: float
+    give_up_after: float
+    max_retry_after: float
     rng: random.Random = field(default_factory=random.Random)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: RetrySettings | None = None,
+        *,
+        rng: random.Random | None = None,
+        **bounds: float,
+    ) -> RetryPolicy:
+        """The policy of a `retry` section (None: its defaults), `bounds` overriding single ones."""
+        section = settings or RetrySettings()
+        values = {f.name: getattr(section, f.name) for f in fields(cls) if f.name != "rng"}
+        return cls(**(values | bounds), rng=rng or random.Random())
 
     def backoff(self, attempt: int) -> float:
         ceiling = min(self.max_backoff, self.initial_backoff * (2 ** min(attempt, 30)))

@@ -71,12 +71,7 @@ class Bridge:
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.health = Health(poll_interval=settings.panther.poll_interval, clock=clock)
-        self.policy = RetryPolicy(
-            initial_backoff=settings.retry.initial_backoff,
-            max_backoff=settings.retry.max_backoff,
-            give_up_after=settings.retry.give_up_after,
-            max_retry_after=settings.retry.max_retry_after,
-        )
+        self.policy = RetryPolicy.from_settings(settings.retry)
         self.server_url: str | None = None
         self._stack = contextlib.AsyncExitStack()
         self.outbox: Outbox  # or bridge.state.postgres.PostgresStore (same interface)

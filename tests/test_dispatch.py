@@ -124,7 +124,7 @@ def make_setup(tmp_path: Path) -> Callable[..., contextlib.AbstractAsyncContextM
         metrics = Metrics()
         health = Health(poll_interval=1.0)
         outbox = RecordingOutbox.open(tmp_path / "state.db")
-        policy = RetryPolicy(
+        policy = RetryPolicy.from_settings(
             initial_backoff=0.05, max_backoff=0.2, give_up_after=give_up_after,
             max_retry_after=5, rng=random.Random(7),
         )
@@ -420,7 +420,7 @@ class TestFailedJobs:
         async with make_setup(batch_size=10, max_in_flight=1) as s:
             clock = [1_000_000.0]
             policy = RecordingPolicy(initial_backoff=1.0, max_backoff=60.0, give_up_after=100.0,
-                                     rng=random.Random(5))
+                                     max_retry_after=60.0, rng=random.Random(5))
             s.dispatcher._policy = policy
             s.dispatcher._clock = lambda: clock[0]
             tracker = JobTracker(s.client, s.outbox, s.dispatcher._metrics, s.dispatcher,

@@ -26,7 +26,7 @@ def failure(status: int, retry_after: float | None = None):  # -> ApiError
 def burst() -> tuple[FailureBurst, Health, Metrics]:
     metrics = Metrics()
     health = Health(poll_interval=1.0)
-    policy = RetryPolicy(initial_backoff=1, max_backoff=60, max_retry_after=30,
+    policy = RetryPolicy.from_settings(initial_backoff=1, max_backoff=60, max_retry_after=30,
                          rng=random.Random(3))
     return FailureBurst("poll", metrics, health, policy), health, metrics
 
@@ -86,7 +86,7 @@ class TestFailureBurst:
 
     def test_each_loop_clears_only_its_own_rejection(self) -> None:
         health = Health(poll_interval=1.0)
-        metrics, policy = Metrics(), RetryPolicy()
+        metrics, policy = Metrics(), RetryPolicy.from_settings()
         poll = FailureBurst("poll", metrics, health, policy)
         sync = FailureBurst("status_sync", metrics, health, policy)
         poll.failed(failure(400))

@@ -317,7 +317,8 @@ class TestSenderOnAFullDisk:
                 client = BigPandaClient(session, api_url=url, api_token="tok-0123456789")
                 dispatcher = Dispatcher(
                     client, outbox, metrics, Health(poll_interval=1.0), batch_size=10,
-                    max_in_flight=1, policy=RetryPolicy(initial_backoff=0.02, max_backoff=0.05),
+                    max_in_flight=1,
+                    policy=RetryPolicy.from_settings(initial_backoff=0.02, max_backoff=0.05),
                     job_timeout=5.0, linger=0.0,
                 )
                 with structlog.testing.capture_logs() as logs:

@@ -47,7 +47,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     metrics, health, own = Metrics(), Health(poll_interval=1.0), set()
     async with serve_app(sim.app) as url, aiohttp.ClientSession() as session:
         writes = PantherWrites(PantherClient(session, api_url=url, api_token="t", metrics=metrics))
-        policy = RetryPolicy(initial_backoff=0.001, max_backoff=0.001)
+        policy = RetryPolicy.from_settings(initial_backoff=0.001, max_backoff=0.001)
         writer = WriteBack(writes, outbox, metrics, health, policy, own_actor_ids=own)
         yield Rig(sim, outbox, writer, health, metrics, own)
     outbox.close()

@@ -173,6 +173,12 @@ class PostgresStore:
         with self._db.errors():
             return self._db.get().execute(sql, args).fetchall()
 
+    def _write(self, sql: str, args: Any = None) -> int:
+        """One statement in a fenced transaction of its own; the rows it touched."""
+        with self._tx() as cur:
+            cur.execute(sql, args)
+            return cur.rowcount
+
     # -- meta --------------------------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
@@ -180,12 +186,11 @@ class PostgresStore:
         return rows[0][0] if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._tx() as cur:
-            cur.execute(
-                f"INSERT INTO {self.schema}.meta (key, value) VALUES (%s, %s)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
+        self._write(
+            f"INSERT INTO {self.schema}.meta (key, value) VALUES (%s, %s)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
     def watermark(self, key: str = "watermark") -> float | None:
         value = self.get_meta(key)
@@ -330,26 +335,23 @@ class PostgresStore:
                 self._analyzed_rows[table] = 1 << 62
             log.warning("state.analyze_failed", schema=s, error=str(exc)[:300])
 
-    def known(self, dedup_keys: Iterable[str]) -> set[str]:
-        keys = list(dedup_keys)
-        if not keys:
-            return set()
-        rows = self._read(
-            f"SELECT dedup_key FROM {self.schema}.events WHERE dedup_key = ANY(%s)", (keys,)
+    def _matching(self, select: str, table: str, column: str, values: Iterable[str]) -> list[tuple]:
+        """`select` of the rows of `table` whose `column` is one of `values` (one array
+        parameter, whatever their number); no round trip when there are none."""
+        wanted = list(values)
+        if not wanted:
+            return []
+        return self._read(
+            f"SELECT {select} FROM {self.schema}.{table} WHERE {column} = ANY(%s)", (wanted,)
         )
-        return {r[0] for r in rows}
+
+    def known(self, dedup_keys: Iterable[str]) -> set[str]:
+        return {key for (key,) in self._matching("dedup_key", "events", "dedup_key", dedup_keys)}
 
     # -- tracked alerts ----------------------------------------------------------------------
 
     def app_keys_of(self, dedup_keys: Iterable[str]) -> dict[str, str]:
-        keys = list(dedup_keys)
-        if not keys:
-            return {}
-        rows = self._read(
-            f"SELECT dedup_key, app_key FROM {self.schema}.events WHERE dedup_key = ANY(%s)",
-            (keys,),
-        )
-        return dict(rows)
+        return dict(self._matching("dedup_key, app_key", "events", "dedup_key", dedup_keys))
 
     def tracked(self, *, created_after: float | None = None) -> list[TrackedAlert]:
         sql = (
@@ -363,9 +365,9 @@ class PostgresStore:
         return [TrackedAlert(*row) for row in self._read(sql + " ORDER BY created_at", args)]
 
     def expire_tracked(self, older_than: float) -> int:
-        with self._tx() as cur:
-            cur.execute(f"DELETE FROM {self.schema}.tracked WHERE created_at < %s", (older_than,))
-            return cur.rowcount
+        return self._write(
+            f"DELETE FROM {self.schema}.tracked WHERE created_at < %s", (older_than,)
+        )
 
     def tracked_count(self) -> int:
         return self._read(f"SELECT count(*) FROM {self.schema}.tracked")[0][0]
@@ -531,12 +533,10 @@ class PostgresStore:
         )
 
     def note_job_poll(self, job_id: int, status: str) -> None:
-        with self._tx() as cur:
-            cur.execute(
-                f"UPDATE {self.schema}.jobs SET polls = polls + 1, last_status = %s"
-                " WHERE id = %s",
-                (status, job_id),
-            )
+        self._write(
+            f"UPDATE {self.schema}.jobs SET polls = polls + 1, last_status = %s WHERE id = %s",
+            (status, job_id),
+        )
 
     def finish_job(self, job_id: int, *, done: bool, error: str = "", retry_at: float = 0.0,
                    now: float | None = None) -> list[int]:
@@ -627,14 +627,11 @@ class PostgresStore:
         return replayed, problems
 
     def purge_dead_letters(self, *, older_than: float | None = None) -> int:
-        with self._tx() as cur:
-            if older_than is None:
-                cur.execute(f"DELETE FROM {self.schema}.dead_letters")
-            else:
-                cur.execute(
-                    f"DELETE FROM {self.schema}.dead_letters WHERE dead_at < %s", (older_than,)
-                )
-            return cur.rowcount
+        if older_than is None:
+            return self._write(f"DELETE FROM {self.schema}.dead_letters")
+        return self._write(
+            f"DELETE FROM {self.schema}.dead_letters WHERE dead_at < %s", (older_than,)
+        )
 
     # -- gauges and reports ------------------------------------------------------------------
 
@@ -650,14 +647,7 @@ class PostgresStore:
 
     def tracked_statuses(self, alert_ids: Iterable[str]) -> dict[str, str]:
         """The Panther status the status sync last saw for each of these tracked alerts."""
-        wanted = sorted(set(alert_ids))
-        if not wanted:
-            return {}
-        rows = self._read(
-            f"SELECT alert_id, status FROM {self.schema}.tracked WHERE alert_id = ANY(%s)",
-            (wanted,),
-        )
-        return dict(rows)
+        return dict(self._matching("alert_id, status", "tracked", "alert_id", set(alert_ids)))
 
     def backlog(self) -> dict[str, int]:
         s = self.schema
