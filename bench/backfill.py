@@ -25,7 +25,7 @@ from bench.common import Processes, free_port, print_json
 from bridge.metrics import Metrics
 from bridge.normalize import MappingRules
 from bridge.panther.client import PantherClient
-from bridge.poller import Poller, PollResult
+from bridge.poller import Forwarding, Poller, PollResult
 from bridge.sim.panther import DEFAULT_TOKEN
 from bridge.state.sqlite import Outbox
 
@@ -43,7 +43,7 @@ async def timed_read(url: str, state: Path, since: float, until: float, concurre
         ) as session:
             client = PantherClient(session, api_url=url, api_token=TOKEN, page_size=50)
             poller = Poller(
-                client, outbox, Metrics(), app_key_for=lambda _a: "bench", rules=MappingRules(),
+                client, outbox, Metrics(), Forwarding(lambda _a: "bench", MappingRules()),
                 initial_lookback=3600, overlap=0, backfill_concurrency=concurrency or 1,
             )
             started = time.perf_counter()

@@ -152,17 +152,12 @@ class Poller:
         client: PantherClient,
         outbox: Outbox,
         metrics: Metrics,
+        forwarding: Forwarding,
         *,
-        app_key_for: Callable[[Alert], str | None],
-        rules: MappingRules,
         initial_lookback: float,
         overlap: float,
         clock: Callable[[], float] = time.time,
-        filters: AlertFilter | None = None,
-        catalog: Catalog | None = None,
         backfill_concurrency: int = 8,
-        track_for: float = 7 * 86_400.0,
-        router: Router | None = None,
         catchup_concurrency: int | None = None,
         catchup_lag: float = CATCHUP_LAG,
         on_recorded: Callable[[], None] | None = None,
@@ -176,11 +171,8 @@ class Poller:
         self._initial_lookback = initial_lookback
         self._overlap = overlap
         self._clock = clock
-        # Routes decide app key, tags or drop; without one, app_key_for and rules do.
-        self.forwarding = Forwarding(
-            app_key_for, rules, router, catalog, filters or AlertFilter(), track_for
-        )
-        self.filters = self.forwarding.filters
+        self.forwarding = forwarding
+        self.filters = forwarding.filters
         self._backfill_concurrency = max(1, backfill_concurrency)
         # Concurrent pagers of a head-poll catch-up (1: the head poll always pages sequentially).
         self._catchup_pagers = max(

@@ -36,7 +36,7 @@ from bridge.normalize import MappingRules
 from bridge.panther.client import PantherClient
 from bridge.panther.writes import PantherWrites
 from bridge.periodic import every
-from bridge.poller import Poller, PollResult
+from bridge.poller import Forwarding, Poller, PollResult
 from bridge.retry import RetryPolicy
 from bridge.routing import Router
 from bridge.server import build_app
@@ -155,20 +155,19 @@ class Bridge:
         router = Router.from_config(
             s.routing, default_app_key=s.bigpanda.app_key, base_rules=rules
         )
+        # How an alert is forwarded, decided alike when it is new and when its status changes.
+        forwarding = Forwarding(
+            router.app_key_for, rules, router, self.catalog, filters, s.panther.track_for
+        )
         self.poller = Poller(
             self.panther,
             self.outbox,
             self.metrics,
-            app_key_for=router.app_key_for,
-            rules=rules,
-            router=router,
+            forwarding,
             initial_lookback=s.panther.initial_lookback,
             overlap=s.panther.overlap,
             clock=self.clock,
-            filters=filters,
-            catalog=self.catalog,
             backfill_concurrency=s.panther.backfill_concurrency,
-            track_for=s.panther.track_for,
             # Every store of new alerts (head poll, catch-up group, sweep) wakes the sender.
             on_recorded=lambda: self.dispatcher.wake(fresh=True),
             sweep_budget=SweepBudget(
@@ -177,7 +176,7 @@ class Bridge:
             late_sweep_interval=s.panther.late_sweep_interval,
         )
         self.status_sync = StatusSync(
-            self.panther, self.outbox, self.metrics, self.poller.forwarding, clock=self.clock,
+            self.panther, self.outbox, self.metrics, forwarding, clock=self.clock,
             own_actor_ids=self.own_actor_ids,
         )
         if s.sync_back.enabled:

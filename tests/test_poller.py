@@ -18,7 +18,7 @@ from bridge.filters import AlertFilter
 from bridge.metrics import Metrics
 from bridge.normalize import MappingRules
 from bridge.panther.client import PantherClient
-from bridge.poller import Poller, watermark_key
+from bridge.poller import Forwarding, Poller, watermark_key
 from bridge.service import Bridge
 from bridge.sim import serve_app
 from bridge.sim.panther import PantherSimulator
@@ -34,15 +34,10 @@ class Setup:
         self.outbox = outbox
         self.metrics = Metrics()
 
-    def poller(self, **kwargs: Any) -> Poller:
-        options: dict[str, Any] = {
-            "app_key_for": lambda _a: "app",
-            "rules": MappingRules(),
-            "initial_lookback": 3600.0,
-            "overlap": 120.0,
-        }
-        options.update(kwargs)
-        return Poller(self.client, self.outbox, self.metrics, **options)
+    def poller(self, *, filters: AlertFilter | None = None, **kwargs: Any) -> Poller:
+        forwarding = Forwarding(lambda _a: "app", MappingRules(), filters=filters or AlertFilter())
+        options: dict[str, Any] = {"initial_lookback": 3600.0, "overlap": 120.0, **kwargs}
+        return Poller(self.client, self.outbox, self.metrics, forwarding, **options)
 
     def alert_requests(self) -> list[dict[str, list[str]]]:
         out = []
