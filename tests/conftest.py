@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 import structlog
 from aioresponses_compat import MockHttp
+from dispatch_rig import Setup, setup_maker
 from harness import ConfigFiles, Rig, make_rig
 
 from bridge.metrics import Metrics
@@ -42,6 +44,12 @@ def metrics() -> Metrics:
 @pytest.fixture
 def config_files(tmp_path: Path) -> ConfigFiles:
     return ConfigFiles(tmp_path)
+
+
+@pytest.fixture
+def make_setup(tmp_path: Path) -> Callable[..., contextlib.AbstractAsyncContextManager[Setup]]:
+    """A dispatcher over a fresh outbox and the BigPanda simulator (tests/dispatch_rig.py)."""
+    return setup_maker(tmp_path)
 
 
 @pytest.fixture

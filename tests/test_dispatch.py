@@ -8,146 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 import structlog
-from harness import APP_KEY, BIGPANDA_TOKEN, RecordingOutbox, sample_event, wait_until
+from dispatch_rig import all_sent
+from harness import APP_KEY, sample_event, wait_until
 from structlog.testing import capture_logs
 
 from bridge import dispatch
-from bridge.bigpanda.client import Accepted, BigPandaClient
-from bridge.bigpanda.jobs import JobTracker
-from bridge.dispatch import CIRCUIT_THRESHOLD, MAX_BATCH_BYTES, Dispatcher, encode_batch
-from bridge.health import Health
-from bridge.metrics import Metrics
-from bridge.retry import RetryPolicy
-from bridge.sim import serve_app
-from bridge.sim.bigpanda import ALERTS_PATH, BigPandaSimulator, RequestRecord
-
-
-@dataclass(frozen=True)
-class Post:
-    """One POST as the client saw it: how many were on the wire when it left (itself included)."""
-
-    body: bytes
-    on_the_wire: int
-    ok: bool
-
-
-class CountingClient(BigPandaClient):
-    """A real client that also counts how many POSTs it has on the wire at once, and records
-    each POST (in the order their answers came)."""
-
-    in_flight = 0
-    most_in_flight = 0
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.calls: list[Post] = []
-
-    async def post_alerts(self, body: bytes) -> Accepted:
-        self.in_flight += 1
-        self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        on_the_wire, ok = self.in_flight, False
-        try:
-            accepted = await super().post_alerts(body)
-            ok = True
-            return accepted
-        finally:
-            self.in_flight -= 1
-            self.calls.append(Post(body, on_the_wire, ok))
-
-
-@dataclass
-class Setup:
-    sim: BigPandaSimulator
-    outbox: RecordingOutbox
-    client: CountingClient
-    health: Health
-    dispatcher: Dispatcher
-
-    def add(self, n: int, start: int = 0, **kwargs: Any) -> list[int]:
-        fresh = self.outbox.record([sample_event(i, **kwargs) for i in range(start, start + n)])
-        self.dispatcher.wake(fresh=True)
-        return [int(e.alert_id, 16) for e in fresh]
-
-    def posts(self) -> list[RequestRecord]:
-        return [r for r in self.sim.requests if r.path == ALERTS_PATH]
-
-    def delivered(self) -> int:
-        return len(self.sim.accepted)
-
-    async def run_until_sent(
-        self, total: int, *, timeout: float = 5, what: str = "delivery"
-    ) -> None:
-        """Run the dispatcher until `total` events are sent, then stop it."""
-        async with self.running():
-            await wait_until(all_sent(self, total), timeout, what=what)
-
-    async def stop_mid_request(self, timeout: float) -> None:
-        """Run the dispatcher until a request is on the wire, then stop it as SIGTERM would."""
-        stopping = asyncio.Event()
-        task = asyncio.create_task(self.dispatcher.run(stopping))
-        await wait_until(lambda: bool(self.posts()), 2, what="a request in flight")
-        stopping.set()
-        self.dispatcher.wake()
-        await asyncio.wait_for(task, timeout)
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[asyncio.Event]:
-        stopping = asyncio.Event()
-        task = asyncio.create_task(self.dispatcher.run(stopping))
-        try:
-            yield stopping
-        finally:
-            stopping.set()
-            self.dispatcher.wake()
-            await asyncio.wait_for(task, 5)
-
-
-@pytest.fixture
-def make_setup(tmp_path: Path) -> Callable[..., contextlib.AbstractAsyncContextManager[Setup]]:
-    @contextlib.asynccontextmanager
-    async def make(
-        *, batch_size: int = 10, max_in_flight: int = 2, timeout: float = 2.0,
-        latency: float = 0.0, give_up_after: float = 3600.0, shutdown_grace: float = 5.0,
-    ) -> AsyncIterator[Setup]:
-        sim = BigPandaSimulator(token=BIGPANDA_TOKEN, latency=latency)
-        metrics = Metrics()
-        health = Health(poll_interval=1.0)
-        outbox = RecordingOutbox.open(tmp_path / "state.db")
-        policy = RetryPolicy.from_settings(
-            initial_backoff=0.05, max_backoff=0.2, give_up_after=give_up_after,
-            max_retry_after=5, rng=random.Random(7),
-        )
-        try:
-            async with serve_app(sim.app) as url, aiohttp.ClientSession() as session:
-                client = CountingClient(
-                    session, api_url=url, api_token=BIGPANDA_TOKEN, timeout=timeout,
-                    metrics=metrics,
-                )
-                dispatcher = Dispatcher(
-                    client, outbox, metrics, health, batch_size=batch_size,
-                    max_in_flight=max_in_flight, policy=policy, job_timeout=5.0, linger=0.0,
-                    shutdown_grace=shutdown_grace,
-                )
-                yield Setup(sim, outbox, client, health, dispatcher)
-        finally:
-            outbox.close()
-
-    return make
-
-
-def all_sent(setup: Setup, n: int) -> Callable[[], bool]:
-    return lambda: setup.outbox.counts()["sent"] == n
+from bridge.dispatch import CIRCUIT_THRESHOLD, MAX_BATCH_BYTES, encode_batch
 
 
 class TestBatching:
@@ -399,56 +270,3 @@ class TestBisection:
             assert not [e for e in logs if e["event"] in ("batch.crashed", "batch.failed")]
             (event,) = [e for e in logs if e["event"] == "event.rejected"]
             assert event["alert_id"] == bad and event["status"] == 400
-
-
-class RecordingPolicy(RetryPolicy):
-    """A retry policy that remembers the attempt number of every delay it was asked for."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.asked: list[int] = []
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        self.asked.append(attempt)
-        return super().delay(attempt, retry_after)
-
-
-class TestFailedJobs:
-    """A job that fails or answers 404 backs off more each time, then expires."""
-
-    async def test_job_404_backs_off_then_expires(self, make_setup) -> None:
-        async with make_setup(batch_size=10, max_in_flight=1) as s:
-            clock = [1_000_000.0]
-            policy = RecordingPolicy(initial_backoff=1.0, max_backoff=60.0, give_up_after=100.0,
-                                     max_retry_after=60.0, rng=random.Random(5))
-            s.dispatcher._policy = policy
-            s.dispatcher._clock = lambda: clock[0]
-            tracker = JobTracker(s.client, s.outbox, s.dispatcher._metrics, s.dispatcher,
-                                 poll_interval=0.01, policy=policy, clock=lambda: clock[0])
-            s.add(3)
-            s.sim.script("202*")
-            s.sim.job_script("404")
-            rounds = 0
-            while s.outbox.counts()["dead"] < 3:
-                rounds += 1
-                assert rounds < 20, "the batch was never dead-lettered"
-                policy.asked.clear()
-                assert await s.dispatcher.step() == 1
-                await s.dispatcher.wait_in_flight()
-                assert s.outbox.counts()["jobs"] == 1
-                await tracker.poll_all()
-                assert s.outbox.counts()["jobs"] == 0
-                if s.outbox.counts()["dead"]:
-                    break
-                (queued,) = {e.attempts for e in s.outbox.due(10, now=float("inf"))}
-                # Each failed job asks for the delay of one attempt more than the last.
-                assert policy.asked == [queued]
-                assert queued == rounds
-                clock[0] += 30.0  # past any backoff of this policy's early attempts
-            letters = s.outbox.dead_letters()
-            assert {d.reason for d in letters} == {"expired"} and len(letters) == 3
-            assert all("HTTP 404" in d.detail for d in letters)
-            # First failure at t0, expired once 100 s had passed since: at the fifth job.
-            assert rounds == 5
-            assert len(s.posts()) == rounds
-            assert s.delivered() == 0
