@@ -27,6 +27,7 @@ class Listing:
         self.stored: list[float] = []
         self.marks: list[float] = []
         self.unsafe_marks: list[float] = []
+        self.pagers = 0
 
     async def read(self, piece: Slice) -> None:
         window = [t for t in self.times if piece.start <= t < piece.end]
@@ -50,34 +51,33 @@ class Listing:
 def read_all(times: list[float], *, pagers: int, page: int) -> Listing:
     listing = Listing(times, page)
     asyncio.run(SplitReader(listing.read, pagers, listing.prefix_done).run(SINCE, UNTIL))
+    listing.pagers = pagers
     return listing
 
 
-alert_times = st.lists(
-    st.floats(SINCE, UNTIL, exclude_max=True, allow_nan=False), max_size=200, unique=True
+# A window read through: up to 200 alerts anywhere in it, 1 to 8 pagers, pages of 1 to 10.
+windows_read = st.builds(
+    read_all,
+    st.lists(st.floats(SINCE, UNTIL, exclude_max=True, allow_nan=False), max_size=200, unique=True),
+    pagers=st.integers(1, 8),
+    page=st.integers(1, 10),
 )
 
 
 @settings(max_examples=60, deadline=None)
-@given(times=alert_times, pagers=st.integers(1, 8), page=st.integers(1, 10))
-def test_no_alert_is_lost_and_the_cost_follows_the_alerts(
-    times: list[float], pagers: int, page: int
-) -> None:
-    listing = read_all(times, pagers=pagers, page=page)
-    assert set(listing.stored) == set(times)
-    assert listing.requests <= math.ceil(len(times) / page) + 2 * pagers
+@given(listing=windows_read)
+def test_no_alert_is_lost_and_the_cost_follows_the_alerts(listing: Listing) -> None:
+    assert set(listing.stored) == set(listing.times)
+    assert listing.requests <= math.ceil(len(listing.times) / listing.page) + 2 * listing.pagers
 
 
 @settings(max_examples=60, deadline=None)
-@given(times=alert_times, pagers=st.integers(1, 8), page=st.integers(1, 10))
-def test_a_prefix_is_done_only_once_all_its_alerts_are_read(
-    times: list[float], pagers: int, page: int
-) -> None:
-    listing = read_all(times, pagers=pagers, page=page)
+@given(listing=windows_read)
+def test_a_prefix_is_done_only_once_all_its_alerts_are_read(listing: Listing) -> None:
     assert listing.unsafe_marks == []
     assert listing.marks == sorted(listing.marks)
-    if times:
-        assert listing.marks[-1] == max(times)
+    if listing.times:
+        assert listing.marks[-1] == max(listing.times)
 
 
 def test_a_burst_at_the_far_end_is_split_among_idle_pagers() -> None:
