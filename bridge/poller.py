@@ -646,9 +646,7 @@ class Poller:
                 async for page in pages:
                     result.pages += 1
                     work = await self._prepare(page.results, result)
-                    if work.newest is not None:
-                        piece.position = max(piece.position or work.newest, work.newest)
-                    piece.more = bool(page.next)
+                    piece.advance(work.newest, more=bool(page.next))
                     held.append(work)
                     if len(held) >= PAGES_PER_COMMIT:
                         self._store(held, result, watermark=None, listing=listing)

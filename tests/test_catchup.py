@@ -28,17 +28,17 @@ class Listing:
         self.marks: list[float] = []
         self.unsafe_marks: list[float] = []
         self.pagers = 0
+        self.slices: list[tuple[float, float]] = []  # as each was first taken
 
     async def read(self, piece: Slice) -> None:
+        self.slices.append((piece.start, piece.end))
         window = [t for t in self.times if piece.start <= t < piece.end]
         for first in range(0, max(len(window), 1), self.page):
             self.requests += 1
             await asyncio.sleep(0)  # the other pagers run while this page is on the wire
             page = window[first : first + self.page]
             self.stored.extend(page)
-            if page:
-                piece.position = max(piece.position or page[-1], page[-1])
-            piece.more = first + self.page < len(window)
+            piece.advance(page[-1] if page else None, more=first + self.page < len(window))
             if piece.position is not None and piece.position >= piece.end:
                 break  # a split moved this slice's end: the thief reads on from there
 
@@ -69,6 +69,8 @@ windows_read = st.builds(
 def test_no_alert_is_lost_and_the_cost_follows_the_alerts(listing: Listing) -> None:
     assert set(listing.stored) == set(listing.times)
     assert listing.requests <= math.ceil(len(listing.times) / listing.page) + 2 * listing.pagers
+    # One slice per pager, and at most pagers // 2 taken from a busy one.
+    assert len(listing.slices) <= listing.pagers + listing.pagers // 2
 
 
 @settings(max_examples=60, deadline=None)
@@ -85,6 +87,7 @@ def test_a_burst_at_the_far_end_is_split_among_idle_pagers() -> None:
     split = read_all(burst, pagers=4, page=10)
     alone = read_all(burst, pagers=1, page=10)
     assert set(split.stored) == set(burst)
+    assert len(split.slices) == 4 + 2, "idle pagers did not take over the busy slice"
     assert alone.requests == 40
     assert split.requests <= 40 + 2 * 4
 
