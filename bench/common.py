@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
+POLL_INTERVAL = 1.0  # the bridge's panther.poll_interval in every scenario: targets follow it
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from bench.common import BenchError, Processes, free_port, print_result, wait_until
-from bench.run import (
+from bench.rig import (
     Options,
     bridge_config,
     bridge_process,

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import BenchError, Processes, print_result
-from bench.run import Options, catchup_bridge
+from bench.rig import Options
+from bench.run import catchup_bridge
 
 VALGRIND = (
     "valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",

@@ -8,10 +8,14 @@ taken on the simulators' side (first Panther request -> last alert accepted by B
 same way for every client. Ratios are computed from figures of the same run only: the machine is
 shared and noisy, so figures from different runs do not compare.
 
+The processes and the waits on them are `bench.rig`'s; the table, its order and the targets it
+holds the figures to are `bench.report`'s.
+
 Scenarios (`--only`): catchup (bridge, naive, ceiling; also gives the catch-up RSS and CPU and
 the bridge's list requests), steady (also the sweep's share of Panther requests), late (late-indexed
 alerts at normal volume: listable -> delivered latency; and the list requests of a small
-catch-up, 137 alerts over 30 minutes), outage, normalizer, backfill (bench/backfill.py).
+catch-up, 137 alerts over 30 minutes), outage, normalizer, backfill (bench/backfill.py, also
+with the alerts bunched at the window's end), ha (bench/ha.py).
 """
 
 from __future__ import annotations
@@ -19,17 +23,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import importlib.util
-import os
-import platform
 import re
 import shlex
-import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,280 +36,27 @@ import aiohttp
 import orjson
 
 from bench.common import (
+    POLL_INTERVAL,
     ROOT,
     BenchError,
     Processes,
     cpu_seconds,
-    free_port,
-    memory_mb,
     wait_until,
 )
+from bench.report import machine, render_table, rows
+from bench.rig import (
+    DEFAULT_JSON,
+    SCENARIOS,
+    Options,
+    await_first_request,
+    bridge_process,
+    catchup_rate,
+    simulators,
+    start_profiler,
+    stop_profiler,
+    wait_caught_up,
+)
 from bench.sims import APP_KEY, BIGPANDA_TOKEN, PANTHER_TOKEN
-
-DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
-SCENARIOS = ("catchup", "steady", "late", "outage", "normalizer", "backfill", "ha")
-
-# The targets: (figure key, comparison, bound, unit/label).
-POLL_INTERVAL = 1.0
-TARGETS: dict[str, tuple[str, float]] = {
-    "catchup.bridge_over_naive": (">=", 50.0),
-    "catchup.bridge_over_ceiling": (">=", 0.5),
-    "steady.p99_seconds": ("<=", POLL_INTERVAL + 0.5),
-    "catchup.bridge_peak_rss_mb": ("<=", 120.0),
-    "outage.bridge_peak_rss_mb": ("<=", 120.0),
-    "catchup.bridge_cpu_seconds_per_10k": ("<=", 1.0),
-    "normalizer.alerts_per_second": (">=", 20_000.0),
-    # Late-visible alerts: delivered within 2 x poll_interval + 1 s of becoming listable; the
-    # sweep within the default panther.sweep_share; a catch-up's requests follow its alerts.
-    "late.p99_seconds": ("<=", 2 * POLL_INTERVAL + 1.0),
-    "late.max_seconds": ("<=", 2 * POLL_INTERVAL + 1.0),
-    "steady.sweep_request_share": ("<=", 0.25),
-    "late.catchup_137_list_requests": ("<=", 21.0),
-    "late.storm.sweep_request_share": ("<=", 0.25),
-    # High availability: PostgreSQL keeps at least half SQLite's catch-up rate.
-    "ha.output.postgresql_over_sqlite": (">=", 0.5),
-}
-
-CONFIG_TEMPLATE = """\
-panther:
-  api_url: {panther}
-  api_token: {panther_token}
-  poll_interval: {poll_interval}
-  initial_lookback: {lookback}
-{panther_extra}bigpanda:
-  api_url: {bigpanda}
-  api_token: {bigpanda_token}
-  app_key: {app_key}
-state:
-{state}server:
-  host: 127.0.0.1
-  port: {port}
-  shutdown_grace: 3s
-retry:
-  initial_backoff: 1s
-  max_backoff: {max_backoff}
-logging:
-  level: info
-  format: json
-"""
-
-
-@dataclass
-class Options:
-    alerts: int = 20_000
-    naive_alerts: int = 500
-    steady_seconds: float = 60.0
-    steady_rate: float = 50.0
-    late_rate: float = 5.0  # normal volume: the overlap holds a few pages
-    late_fraction: float = 0.3
-    late_by: float = 3.0
-    page_latency: float = 0.05
-    bigpanda_latency: float = 0.02
-    ceiling_slices: int = 1  # pagers of the extra (no target) ceiling run; 1: one sequential
-    normalizer_alerts: int = 5_000
-    quick: bool = False
-    only: list[str] = field(default_factory=lambda: list(SCENARIOS))
-    json_path: Path = DEFAULT_JSON
-    profile: str | None = None  # py-spy output path for the catch-up bridge, if any
-    # Argv prefix for the bridge process (bench.instructions runs it under valgrind).
-    bridge_wrapper: tuple[str, ...] = ()
-
-
-# -- the simulators ----------------------------------------------------------------------------
-
-
-class SimsHandle:
-    def __init__(self, proc: asyncio.subprocess.Process, urls: dict[str, str]) -> None:
-        self.proc = proc
-        self.urls = urls
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-
-    async def get(self, path: str) -> dict[str, Any]:
-        async with self.session.get(self.urls["control"] + path) as resp:
-            resp.raise_for_status()
-            return orjson.loads(await resp.read())
-
-    async def post(self, path: str, **params: Any) -> None:
-        query = {k: str(v) for k, v in params.items()}
-        async with self.session.post(self.urls["control"] + path, params=query) as resp:
-            resp.raise_for_status()
-
-    async def stats(self) -> dict[str, Any]:
-        return await self.get("/stats")
-
-
-@contextlib.asynccontextmanager
-async def simulators(
-    procs: Processes, opts: Options, *, alerts: int = 0, outage: float = 0.0,
-    spacing: float | None = None,
-):
-    # Spread the waiting alerts over the last ~half hour (inside the bridge's initial lookback).
-    if spacing is None:
-        spacing = min(0.1, 1800 / max(alerts, 1))
-    proc = await procs.spawn(
-        sys.executable, "-m", "bench.sims", "--alerts", str(alerts), "--spacing", str(spacing),
-        "--page-latency", str(opts.page_latency),
-        "--bigpanda-latency", str(opts.bigpanda_latency), "--outage", str(outage),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        line = await asyncio.wait_for(proc.stdout.readline(), 60 + alerts / 5000)
-        if not line:
-            raise BenchError(f"bench.sims exited ({await proc.wait()}) before it was ready")
-        handle = SimsHandle(proc, orjson.loads(line))
-        try:
-            yield handle
-        finally:
-            await handle.session.close()
-    finally:
-        if proc.stdin is not None:
-            proc.stdin.close()  # the helper exits when its stdin closes
-        await procs.stop(proc)
-
-
-# -- the bridge --------------------------------------------------------------------------------
-
-
-@dataclass
-class BridgeRun:
-    proc: asyncio.subprocess.Process
-    log_path: Path
-    metrics_url: str
-    pid: int = 0
-    cpu_at_first_request: float | None = None
-    max_rss_mb: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.pid = self.pid or self.proc.pid
-
-    def sample(self) -> dict[str, float]:
-        mem = memory_mb(self.pid)
-        self.max_rss_mb = max(self.max_rss_mb, mem.get("VmRSS", 0.0))
-        return mem
-
-    def log_tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-
-def bridge_config(
-    workdir: Path, name: str, sims: SimsHandle, *, port: int, state: dict[str, str],
-    max_backoff: str = "5m", panther_extra: str = "",
-) -> Path:
-    """Write `name`.yaml: a bridge config pointing at `sims`, serving metrics on `port`."""
-    config = workdir / f"{name}.yaml"
-    config.write_text(CONFIG_TEMPLATE.format(
-        panther=sims.urls["panther"], panther_token=PANTHER_TOKEN,
-        bigpanda=sims.urls["bigpanda"], bigpanda_token=BIGPANDA_TOKEN, app_key=APP_KEY,
-        state="".join(f"  {key}: {value}\n" for key, value in state.items()), port=port,
-        poll_interval=f"{POLL_INTERVAL:g}s", lookback="2h", max_backoff=max_backoff,
-        panther_extra=panther_extra,
-    ))
-    return config
-
-
-async def spawn_bridge(
-    procs: Processes, config: Path, log: Path, *, wrapper: tuple[str, ...] = (),
-    append: bool = False,
-) -> asyncio.subprocess.Process:
-    """`python -m bridge run --config F` (under `wrapper`, if any), its output into `log`."""
-    argv = [*wrapper, sys.executable, "-m", "bridge", "run", "--config", str(config)]
-    with log.open("ab" if append else "wb") as out:
-        return await procs.spawn(*argv, stdout=out, stderr=out)
-
-
-@contextlib.asynccontextmanager
-async def bridge_process(
-    procs: Processes,
-    sims: SimsHandle,
-    workdir: Path,
-    name: str,
-    *,
-    max_backoff: str = "5m",
-    wrapper: tuple[str, ...] = (),
-    panther_extra: str = "",
-    state: dict[str, str] | None = None,
-):
-    """A bridge against `sims`, its config and log `name`.yaml/.log in `workdir`; stopped on exit.
-
-    `state` is the config's state section (default: a SQLite file `name`.db in `workdir`). A
-    BenchError raised inside carries the last lines of the bridge's log.
-    """
-    port = free_port()
-    config = bridge_config(
-        workdir, name, sims, port=port, state=state or {"path": str(workdir / f"{name}.db")},
-        max_backoff=max_backoff, panther_extra=panther_extra,
-    )
-    log_path = workdir / f"{name}.log"
-    proc = await spawn_bridge(procs, config, log_path, wrapper=wrapper)
-    run = BridgeRun(proc, log_path, f"http://127.0.0.1:{port}/metrics")
-    try:
-        yield run
-    except BenchError as exc:
-        raise BenchError(f"{exc}\n--- {log_path.name} (last lines) ---\n{run.log_tail()}") from None
-    finally:
-        await procs.stop(proc)
-
-
-async def start_profiler(procs: Processes, pid: int, out: str) -> asyncio.subprocess.Process:
-    """py-spy attached to the bridge (raw collapsed stacks in `out`); it adds its own CPU load,
-    so figures of a profiled run are not for the table."""
-    spy = Path(sys.executable).parent / "py-spy"
-    proc = await procs.spawn(
-        str(spy) if spy.exists() else "py-spy", "record", "--pid", str(pid), "--rate", "100",
-        "--format", "raw", "--output", out, "--nonblocking",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )
-    await asyncio.sleep(0.5)
-    return proc
-
-
-async def stop_profiler(procs: Processes, proc: asyncio.subprocess.Process) -> None:
-    """SIGINT makes py-spy write its output, as Ctrl-C does."""
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGINT)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(proc.wait(), 30)
-    await procs.stop(proc)
-
-
-async def await_first_request(run: BridgeRun, sims: SimsHandle) -> None:
-    """Wait for the bridge's first Panther request; note its CPU then (the startup cost)."""
-
-    async def started() -> bool:
-        if (await sims.stats())["first_panther_at"] is None:
-            return False
-        run.cpu_at_first_request = cpu_seconds(run.pid)
-        return True
-
-    await wait_until("bridge first request", started, 60, every=0.05, alive=run.proc)
-
-
-async def wait_caught_up(
-    what: str, run: BridgeRun, sims: SimsHandle, n: int, *, timeout: float | None = None,
-    every: float = 0.2, produced: bool = False,
-) -> dict[str, Any]:
-    """The simulators' stats once BigPanda has accepted `n` alerts (with `produced`: once the
-    Panther simulator has also made all `n`, for alerts produced at a rate); the bridge's memory
-    is sampled meanwhile. Default timeout: 2 minutes plus 50 alerts a second."""
-
-    async def delivered() -> dict[str, Any] | None:
-        run.sample()
-        stats = await sims.stats()
-        made = not produced or stats["produced"] >= n
-        return stats if made and stats["accepted_alerts"] >= n else None
-
-    timeout = 120 + n / 50 if timeout is None else timeout
-    return await wait_until(what, delivered, timeout, every=every, alive=run.proc)
-
-
-def catchup_rate(stats: dict[str, Any], n: int) -> dict[str, Any]:
-    """A catch-up's figures as the simulators saw it: first Panther request -> last alert
-    accepted by BigPanda, the same way for every client."""
-    seconds = stats["last_accepted_at"] - stats["first_panther_at"]
-    return {"alerts": n, "seconds": seconds, "alerts_per_second": n / seconds}
-
 
 # -- scenarios ---------------------------------------------------------------------------------
 
@@ -655,126 +401,6 @@ async def run_external(
         if match := re.search(r"([\d,]+(?:\.\d+)?)\s*alerts/s", text):
             result["alerts_per_second"] = float(match.group(1).replace(",", ""))
     return result
-
-
-# -- the report --------------------------------------------------------------------------------
-
-
-def lookup(results: dict[str, Any], key: str) -> Any:
-    node: Any = results
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-# The table, in its order: (figure, results key, format). `{pagers}` and `{other}` in a figure
-# stand for the pagers of the two ceiling runs.
-FIGURES: list[tuple[str, str, str]] = [
-    ("catch-up: bridge (alerts/s)", "catchup.bridge.alerts_per_second", "{:,.0f}"),
-    ("catch-up: bridge (s for all)", "catchup.bridge.seconds", "{:.1f}"),
-    ("catch-up: naive (alerts/s)", "catchup.naive.alerts_per_second", "{:,.1f}"),
-    ("catch-up: ceiling, {pagers} pagers as the bridge (alerts/s)",
-     "catchup.ceiling.alerts_per_second", "{:,.0f}"),
-    ("catch-up: ceiling, {other} pager(s) (alerts/s)",
-     "catchup.ceiling_other.alerts_per_second", "{:,.0f}"),
-    ("ratio bridge / naive", "catchup.bridge_over_naive", "{:.1f}x"),
-    ("ratio bridge / ceiling", "catchup.bridge_over_ceiling", "{:.2f}x"),
-    ("ratio ceiling with {other} pager(s) / naive", "catchup.ceiling_other_over_naive",
-     "{:.1f}x"),
-    ("steady: p50 latency (s)", "steady.p50_seconds", "{:.2f}"),
-    ("steady: p99 latency (s)", "steady.p99_seconds", "{:.2f}"),
-    ("steady: max latency (s)", "steady.max_seconds", "{:.2f}"),
-    ("steady: sweep share of Panther requests (at most panther.sweep_share)",
-     "steady.sweep_request_share", "{:.0%}"),
-    ("late alerts: p99 listable -> delivered (s; bound 2 x poll + 1)",
-     "late.p99_seconds", "{:.2f}"),
-    ("late alerts: max listable -> delivered (s)", "late.max_seconds", "{:.2f}"),
-    ("late alerts at 50/s: p99 listable -> delivered (s; no bound)", "late.storm.p99_seconds",
-     "{:.2f}"),
-    ("late alerts at 50/s: max (s)", "late.storm.max_seconds", "{:.2f}"),
-    ("late alerts at 50/s: sweep share of Panther requests", "late.storm.sweep_request_share",
-     "{:.0%}"),
-    ("list requests, catch-up of 137 alerts / 30 min (bound 21)",
-     "late.catchup_137_list_requests", "{:,.0f}"),
-    ("list requests, catch-up of the catch-up scenario's alerts",
-     "catchup.bridge.list_requests", "{:,.0f}"),
-    ("peak RSS, catch-up (MB)", "catchup.bridge_peak_rss_mb", "{:.1f}"),
-    ("peak RSS, outage queue (MB)", "outage.bridge_peak_rss_mb", "{:.1f}"),
-    ("outage: intake while BigPanda is down (alerts/s)",
-     "outage.intake_alerts_per_second", "{:,.0f}"),
-    ("outage: drain after recovery (s)", "outage.drain_seconds_after_outage", "{:.1f}"),
-    ("CPU-s per 10k alerts (catch-up)", "catchup.bridge_cpu_seconds_per_10k", "{:.2f}"),
-    ("CPU-s per 10k, incl. startup",
-     "catchup.bridge.cpu_seconds_per_10k_with_startup", "{:.2f}"),
-    ("CPU-s per 10k, ceiling client", "catchup.ceiling.cpu_seconds_per_10k", "{:.2f}"),
-    ("normalizer (alerts/s)", "normalizer.alerts_per_second", "{:,.0f}"),
-    ("normalizer, bench/normalizer.py (alerts/s)",
-     "normalizer_external.alerts_per_second", "{:,.0f}"),
-    ("backfill, bench/backfill.py (alerts/s)", "backfill.alerts_per_second", "{:,.0f}"),
-    ("backfill: 8 slices / 1 pager", "backfill.output.speedup", "{:.1f}x"),
-    ("backfill, alerts in the window's last quarter (alerts/s)",
-     "backfill_bunched.alerts_per_second", "{:,.0f}"),
-    ("backfill, last quarter: 8 slices / 1 pager", "backfill_bunched.output.speedup", "{:.1f}x"),
-    ("HA: catch-up on SQLite, bench/ha.py (alerts/s)",
-     "ha.output.catchup_sqlite.alerts_per_second", "{:,.0f}"),
-    ("HA: catch-up on PostgreSQL (alerts/s)",
-     "ha.output.catchup_postgresql.alerts_per_second", "{:,.0f}"),
-    ("HA: ratio PostgreSQL / SQLite", "ha.output.postgresql_over_sqlite", "{:.2f}x"),
-    ("HA: failover, leader SIGKILLed -> standby leads (median s)",
-     "ha.output.failover.median_seconds", "{:.2f}"),
-    ("HA: failover (max s)", "ha.output.failover.max_seconds", "{:.2f}"),
-]
-
-
-def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The table: every figure with its target (if any) and whether it was met."""
-
-    def row(label: str, key: str, fmt: str) -> dict[str, Any]:
-        value = lookup(results, key)
-        target = TARGETS.get(key)
-        met = None
-        if target is not None and value is not None:
-            op, bound = target
-            met = value >= bound if op == ">=" else value <= bound
-        return {
-            "figure": label,
-            "key": key,
-            "value": value,
-            "shown": "-" if value is None else fmt.format(value),
-            "target": f"{target[0]} {target[1]:g}" if target else "",
-            "met": met,
-        }
-
-    pagers = lookup(results, "catchup.pagers") or "same"
-    other = lookup(results, "catchup.ceiling_other.slices") or "other"
-    return [row(label.format(pagers=pagers, other=other), key, fmt)
-            for label, key, fmt in FIGURES]
-
-
-def render_table(table: list[dict[str, Any]]) -> str:
-    shown = [r for r in table if r["value"] is not None]
-    width = max((len(r["figure"]) for r in shown), default=10)
-    tw = max((len(r["target"]) for r in shown), default=6)
-    lines = [f"| {'figure':<{width}} | {'value':>10} | {'target':<{tw}} | met? |",
-             f"|{'-' * (width + 2)}|{'-' * 12}|{'-' * (tw + 2)}|------|"]
-    for r in shown:
-        met = "" if r["met"] is None else ("yes" if r["met"] else "NO")
-        lines.append(
-            f"| {r['figure']:<{width}} | {r['shown']:>10} | {r['target']:<{tw}} | {met:<4} |"
-        )
-    return "\n".join(lines)
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "uvloop": importlib.util.find_spec("uvloop") is not None,
-    }
 
 
 def say(text: str) -> None:

@@ -74,7 +74,7 @@ class TestQuickBenchmark:
 
     def test_the_table_has_every_target_and_a_verdict(self, quick_run: tuple) -> None:
         proc, doc = quick_run
-        from bench.run import TARGETS
+        from bench.report import TARGETS
 
         with_target = {row["key"]: row for row in doc["table"] if row["target"]}
         assert set(with_target) == set(TARGETS)
@@ -99,8 +99,8 @@ class TestInstructionCount:
         assert instructions_in(log) == 3_364_562_698
 
     def test_a_log_without_a_total_is_an_error(self) -> None:
+        from bench.common import BenchError
         from bench.instructions import instructions_in
-        from bench.run import BenchError
 
         with pytest.raises(BenchError, match="no instruction count"):
             instructions_in('{"event": "bridge.stopped"}\n')
