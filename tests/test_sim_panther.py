@@ -1,4 +1,9 @@
-"""The Panther simulator: wire format of shared/api/, keyset pagination, faults, generated data."""
+"""The Panther simulator: wire format of shared/api/, keyset pagination, faults, generated data.
+
+One file, as `bridge/sim/panther.py` is one module: Panther's REST API as the bridge meets it
+(listings, alerts, catalog endpoints, faults), which every integration test stands on. Its size
+follows the API's, and splitting it by endpoint would scatter the shared fixtures and spec checks.
+"""
 
 from __future__ import annotations
 
