@@ -111,6 +111,14 @@ class Dispatcher:
         self.job_batches: dict[int, tuple[int, float | None]] = {}
         self._state_failing = False
 
+    def job_tracker(self, poll_interval: float) -> JobTracker:
+        """The tracker of the 202 jobs this dispatcher parks. It shares the dispatcher's client,
+        state, retry policy and clock: a failed job backs off and expires like a failed send."""
+        return JobTracker(
+            self._client, self._outbox, self._metrics, self,
+            poll_interval=poll_interval, policy=self._policy, clock=self._clock,
+        )
+
     # -- signals from the rest of the bridge --------------------------------------------------
 
     def wake(self, *, fresh: bool = False) -> None:

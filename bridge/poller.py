@@ -133,6 +133,11 @@ class PollResult:
     watermark: float | None = None
     new_alert_ids: list[str] = field(default_factory=list)
 
+    def log_fields(self) -> dict[str, int]:
+        """What the logs say of a pass (`poll.completed`, `backfill.read`), under the same names."""
+        return {"pages": self.pages, "alerts_seen": self.seen, "new_events": self.new_events,
+                "rejected": self.rejected}
+
     def add(self, other: PollResult) -> None:
         self.pages += other.pages
         self.seen += other.seen

@@ -193,15 +193,7 @@ class Bridge:
             shutdown_grace=None,  # the service bounds the whole shutdown (_bound_shutdown)
             clock=self.clock,
         )
-        self.jobs = JobTracker(
-            self.bigpanda,
-            self.outbox,
-            self.metrics,
-            self.dispatcher,
-            poll_interval=s.bigpanda.job_poll_interval,
-            policy=self.policy,
-            clock=self.clock,
-        )
+        self.jobs = self.dispatcher.job_tracker(s.bigpanda.job_poll_interval)
         self.refresh_gauges()
         watermark = self.outbox.watermark()
         if watermark is not None:
@@ -288,12 +280,7 @@ class Bridge:
         self.health.poll_succeeded()
         self.metrics.last_successful_poll.set(self.clock())
         log.info(
-            "poll.completed",
-            pages=result.pages,
-            alerts_seen=result.seen,
-            new_events=result.new_events,
-            rejected=result.rejected,
-            seconds=round(self.clock() - started, 3),
+            "poll.completed", **result.log_fields(), seconds=round(self.clock() - started, 3)
         )
         return result
 
@@ -563,13 +550,7 @@ class Bridge:
         except BridgeError as exc:  # a StateError included: its message says what to do
             log.error("backfill.failed", error=str(exc)[:500])
             return False
-        log.info(
-            "backfill.read",
-            pages=result.pages,
-            alerts_seen=result.seen,
-            new_events=result.new_events,
-            rejected=result.rejected,
-        )
+        log.info("backfill.read", **result.log_fields())
         return await self.drain(timeout=timeout, progress=progress)
 
     async def drain(self, *, timeout: float, progress: Progress | None = None) -> bool:

@@ -32,11 +32,10 @@ class RecordingPolicy(RetryPolicy):
 
 
 def tracker_of(s: Any, clock: list[float] | None = None) -> JobTracker:
-    """The job tracker beside the rig's dispatcher; with `clock`, both read the time from it."""
-    now = (lambda: clock[0]) if clock is not None else s.dispatcher._clock
-    s.dispatcher._clock = now
-    return JobTracker(s.client, s.outbox, s.metrics, s.dispatcher, poll_interval=0.01,
-                      policy=s.policy, clock=now)
+    """The rig's dispatcher's job tracker; with `clock`, both read the time from it."""
+    if clock is not None:
+        s.dispatcher._clock = lambda: clock[0]
+    return s.dispatcher.job_tracker(poll_interval=0.01)
 
 
 def jobs_total(s: Any, result: str) -> float:
@@ -148,9 +147,7 @@ class TestFailedJobs:
             policy = RecordingPolicy(initial_backoff=1.0, max_backoff=60.0, give_up_after=100.0,
                                      max_retry_after=60.0, rng=random.Random(5))
             s.dispatcher._policy = policy
-            s.dispatcher._clock = lambda: clock[0]
-            tracker = JobTracker(s.client, s.outbox, s.metrics, s.dispatcher,
-                                 poll_interval=0.01, policy=policy, clock=lambda: clock[0])
+            tracker = tracker_of(s, clock)
             s.add(3)
             s.sim.script("202*")
             s.sim.job_script("404")

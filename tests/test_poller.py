@@ -96,6 +96,17 @@ class TestHeadPoll:
         result = await poller.poll_head()
         assert result.new_alert_ids == [late_tie["id"]]
 
+    async def test_a_pass_reports_what_it_did(self, setup: Setup) -> None:
+        setup.sim.generate(120, spacing=1.0)
+        poller = setup.poller()
+        first = await poller.poll_head()
+        again = await poller.poll_head()
+        assert first.log_fields() == {
+            "pages": first.pages, "alerts_seen": 120, "new_events": 120, "rejected": 0
+        }
+        assert first.pages >= 3
+        assert again.log_fields()["new_events"] == 0 and again.log_fields()["alerts_seen"] > 0
+
     async def test_limit_never_above_50(self, setup: Setup) -> None:
         setup.sim.generate(120, spacing=1.0)
         setup.client.page_size = 50
