@@ -261,3 +261,16 @@ def sample_event(i: int, *, app_key: str = APP_KEY, **fields: Any) -> NewEvent:
         payload=sample_payload(i, **fields),
         event_time=1_700_000_000.0 + i,
     )
+
+
+def keyed_event(alert_id: str, *, app_key: str = "k", payload: bytes | None = None) -> NewEvent:
+    """An alert event whose dedup key is `<alert_id>:alert`, for tests that write keys by hand."""
+    return NewEvent(
+        dedup_key=f"{alert_id}:alert",
+        alert_id=alert_id,
+        kind="alert",
+        bp_status="critical",
+        app_key=app_key,
+        payload=payload or b'{"status":"critical","host":"h","id":"%s"}' % alert_id.encode(),
+        event_time=1000.0,
+    )
