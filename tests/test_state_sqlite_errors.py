@@ -1,6 +1,7 @@
-"""State trouble is data: a full disk, a damaged file, a lock file the bridge cannot write.
+"""bridge.state.sqlite_errors, and what the service makes of them.
 
-Each becomes a typed `StateError` whose message says what to do; the CLI prints it without a
+State trouble is data: a full disk, a damaged file, a lock file the bridge cannot write. Each
+becomes a typed `StateError` whose message says what to do; the CLI prints it without a
 traceback; the service stops intake on a full disk, keeps delivering what is queued, reports not
 ready and resumes once space returns.
 """
