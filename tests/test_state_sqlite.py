@@ -264,12 +264,3 @@ class TestLocking:
         blocker.write_text("")
         with pytest.raises(StateError, match="cannot create directory"):
             Outbox.open(blocker / "sub" / "bridge.db")
-
-
-def test_the_old_module_keeps_its_names_for_scripts() -> None:
-    import bridge.outbox as old
-    from bridge.state import records, sqlite
-
-    assert old.Outbox is sqlite.Outbox and old.NewEvent is records.NewEvent
-    assert set(records.__all__) <= set(old.__all__)
-    assert all(getattr(old, name) is getattr(records, name) for name in records.__all__)
