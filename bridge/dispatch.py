@@ -39,7 +39,7 @@ import orjson
 import structlog
 
 from bridge.bigpanda.client import BigPandaClient
-from bridge.bigpanda.jobs import JobTracker as JobTracker  # re-exported: it lived here before
+from bridge.bigpanda.jobs import JobTracker
 from bridge.errors import ApiError, AuthError, BridgeError, FencedError, StateError, retry_reason
 from bridge.failures import Action, action_for, retry_after_of, status_of
 from bridge.health import Health

@@ -2,8 +2,9 @@
 
 `open_state` returns either backend behind one interface: the SQLite `Outbox` (sqlite.py, its
 layout in sqlite_schema.py) or the `PostgresStore` (postgres.py, postgres_schema.py), both storing
-and returning the records of records.py. PostgreSQL is what lets several replicas share the
-state, one of them leading (lease.py, bridge/leadership.py).
+and returning the records of records.py; what they do alike is written once, in common.py.
+PostgreSQL is what lets several replicas share the state, one of them leading (lease.py,
+bridge/leadership.py).
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ A broken connection is replaced on the next call.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -25,6 +24,7 @@ import psycopg
 import structlog
 
 from bridge.errors import FencedError, StateError
+from bridge.state.common import MetaReads, replay_refusal
 from bridge.state.postgres_connection import Connection, message, redact_url
 from bridge.state.postgres_schema import SCHEMA_VERSION, migrate, schema_name
 from bridge.state.records import (
@@ -63,7 +63,7 @@ class Fence:
         return time.monotonic() >= self.deadline()
 
 
-class PostgresStore:
+class PostgresStore(MetaReads):
     """The state of one namespace in PostgreSQL. Open with `PostgresStore.open(url, namespace)`."""
 
     backend = "postgresql"
@@ -191,10 +191,6 @@ class PostgresStore:
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
-
-    def watermark(self, key: str = "watermark") -> float | None:
-        value = self.get_meta(key)
-        return float(value) if value is not None else None
 
     # -- intake ------------------------------------------------------------------------------
 
@@ -598,16 +594,10 @@ class PostgresStore:
                     f"SELECT dedup_key, payload FROM {s}.dead_letters WHERE id = %s", (dl_id,)
                 )
                 row = cur.fetchone()
-                if row is None:
-                    problems.append(f"dead letter {dl_id}: no such dead letter")
+                if (problem := replay_refusal(dl_id, row)) is not None:
+                    problems.append(problem)
                     continue
                 dedup_key, payload = row
-                if payload is None:
-                    problems.append(
-                        f"dead letter {dl_id}: no payload to replay (the alert itself was"
-                        " invalid); fix the mapping and run a backfill instead"
-                    )
-                    continue
                 cur.execute(
                     f"UPDATE {s}.events SET state = '{PENDING}', done_at = NULL"
                     " WHERE dedup_key = %s RETURNING id",
@@ -634,16 +624,6 @@ class PostgresStore:
         )
 
     # -- gauges and reports ------------------------------------------------------------------
-
-    def meta_json(self, key: str) -> object:
-        """A meta value stored as JSON (None when absent or unreadable)."""
-        value = self.get_meta(key)
-        if value is None:
-            return None
-        try:
-            return json.loads(value)
-        except ValueError:
-            return None
 
     def tracked_statuses(self, alert_ids: Iterable[str]) -> dict[str, str]:
         """The Panther status the status sync last saw for each of these tracked alerts."""

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bridge.errors import StateAccessError, StateCorruptError, StateError
+from bridge.state.common import MetaReads, replay_refusal
 from bridge.state.records import (
     DEAD,
     IN_JOB,
@@ -50,7 +51,7 @@ AUTOCHECKPOINT_PAGES = 10_000
 __all__ = ["AUTOCHECKPOINT_PAGES", "SCHEMA_VERSION", "Outbox", "state_error"]
 
 
-class Outbox:
+class Outbox(MetaReads):
     """The bridge's state file. Open with `Outbox.open(path)`; one writer process at a time."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path, lock_fd: int | None) -> None:
@@ -164,15 +165,6 @@ class Outbox:
     def set_meta(self, key: str, value: str) -> None:
         with self._tx() as conn:
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
-
-    def watermark(self, key: str = "watermark") -> float | None:
-        """Epoch seconds (float) of the newest alert `createdAt` durably recorded, or None.
-
-        `key` names one listing's watermark (`watermark` is the ALERT listing's, for
-        compatibility; `watermark:DETECTION_ERROR`, ... the others').
-        """
-        value = self.get_meta(key)
-        return float(value) if value is not None else None
 
     # -- intake ------------------------------------------------------------------------------
 
@@ -565,16 +557,10 @@ class Outbox:
                 row = conn.execute(
                     "SELECT dedup_key, payload FROM dead_letters WHERE id = ?", (dl_id,)
                 ).fetchone()
-                if row is None:
-                    problems.append(f"dead letter {dl_id}: no such dead letter")
+                if (problem := replay_refusal(dl_id, row)) is not None:
+                    problems.append(problem)
                     continue
                 dedup_key, payload = row
-                if payload is None:
-                    problems.append(
-                        f"dead letter {dl_id}: no payload to replay (the alert itself was"
-                        " invalid); fix the mapping and run a backfill instead"
-                    )
-                    continue
                 event = conn.execute(
                     f"UPDATE events SET state = '{PENDING}', done_at = NULL WHERE dedup_key = ?"
                     " RETURNING id",
@@ -600,16 +586,6 @@ class Outbox:
             ).rowcount
 
     # -- gauges and reports ------------------------------------------------------------------
-
-    def meta_json(self, key: str) -> object:
-        """A meta value stored as JSON (None when absent or unreadable)."""
-        value = self.get_meta(key)
-        if value is None:
-            return None
-        try:
-            return json.loads(value)
-        except ValueError:
-            return None
 
     def tracked_statuses(self, alert_ids: Iterable[str]) -> dict[str, str]:
         """The Panther status the status sync last saw for each of these tracked alerts."""
