@@ -58,20 +58,6 @@ class AlertQuery(TypedDict, total=False):
     sort_dir: str
 
 
-def panther_target(
-    session: aiohttp.ClientSession, api_url: str, api_token: str, **options: Any
-) -> HttpTarget:
-    """Panther's REST API as one HTTP target: the `X-API-Key` token, JSON answers. `options`
-    go to `HttpTarget` as they are (timeout, metrics, auth_hint)."""
-    return HttpTarget(
-        session,
-        target="panther",
-        base_url=api_url,
-        headers={"X-API-Key": api_token, "Accept": "application/json"},
-        **options,
-    )
-
-
 class PantherClient:
     """Panther's REST API with an `X-API-Key` token; every method is one request or one listing."""
 
@@ -86,7 +72,15 @@ class PantherClient:
         metrics: Metrics | None = None,
         budget: RequestBudget | None = None,
     ) -> None:
-        self.http = panther_target(session, api_url, api_token, timeout=timeout, metrics=metrics)
+        # Public: the writes of the two-way sync go through the same target (bridge.panther.writes).
+        self.http = HttpTarget(
+            session,
+            target="panther",
+            base_url=api_url,
+            headers={"X-API-Key": api_token, "Accept": "application/json"},
+            timeout=timeout,
+            metrics=metrics,
+        )
         self.page_size = page_size
         self.budget = budget
 
