@@ -74,12 +74,8 @@ class PantherClient:
     ) -> None:
         # Public: the writes of the two-way sync go through the same target (bridge.panther.writes).
         self.http = HttpTarget(
-            session,
-            target="panther",
-            base_url=api_url,
+            session, target="panther", base_url=api_url, timeout=timeout, metrics=metrics,
             headers={"X-API-Key": api_token, "Accept": "application/json"},
-            timeout=timeout,
-            metrics=metrics,
         )
         self.page_size = page_size
         self.budget = budget
